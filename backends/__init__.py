@@ -1,0 +1,38 @@
+"""Backend registry: name -> class. Later backends (numpy-fxp, torch-rec, torch-conv, lava-float, lava-fxp,
+loihi2) register here with one line each; a backend whose dependencies are absent still registers and reports
+"not available: <reason>" from availability().
+"""
+from __future__ import annotations
+
+from s4dconf.reference.validate import S4DInputError
+
+from .base import Availability, Backend, BackendInfo, BackendRun, Delays, Session
+from .reference import ReferenceBackend
+
+REGISTRY: dict[str, type[Backend]] = {
+    ReferenceBackend.name: ReferenceBackend,
+}
+
+
+def backend_names() -> list[str]:
+    return list(REGISTRY)
+
+
+def get_backend(name: str) -> Backend:
+    try:
+        return REGISTRY[name]()
+    except KeyError:
+        raise S4DInputError(f"unknown backend {name!r}; known: {', '.join(REGISTRY)}") from None
+
+
+__all__ = [
+    "Availability",
+    "Backend",
+    "BackendInfo",
+    "BackendRun",
+    "Delays",
+    "Session",
+    "REGISTRY",
+    "backend_names",
+    "get_backend",
+]

@@ -1,0 +1,111 @@
+"""The backend contract (SPEC.md section 8). One small class per backend; the harness needs nothing else.
+
+A backend declares:
+    name, info() -> BackendInfo          numeric class, version, device, delays, what it exposes
+    availability() -> Availability       (available, reason): "not available: <reason>" when absent
+    prepare(model) -> handle             load/compile a float64 reference model (S4DModel) once
+    run(handle, u, path) -> BackendRun   whole batch u (N, L', d_input) -> outputs, for each path in info().paths
+    open_session(handle, batch) -> Session   streaming: step(u_t), run(chunk), reset(), get_state()
+
+Delays: a backend may emit the answer for input step k at its output index k + d (d >= 0, per probe).
+It declares d in BackendInfo.delays; the harness feeds d extra zero steps and reads index k + d
+(conformance/harness.py). Tests never trim arrays by hand.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+
+import numpy as np
+
+NUMERIC_CLASSES = ("float64", "float32", "fixed-point")
+
+
+@dataclasses.dataclass(frozen=True)
+class Delays:
+    """Steps of latency per probe: per-layer S4D outputs (one int per layer, or one for all) and logits."""
+
+    layers: int | tuple[int, ...] = 0
+    logits: int = 0
+
+    def layer(self, i: int) -> int:
+        return self.layers if isinstance(self.layers, int) else self.layers[i]
+
+    @property
+    def max(self) -> int:
+        layers = [self.layers] if isinstance(self.layers, int) else list(self.layers)
+        return max(layers + [self.logits])
+
+
+@dataclasses.dataclass(frozen=True)
+class Availability:
+    available: bool
+    reason: str = ""
+
+    def __str__(self) -> str:
+        return "available" if self.available else f"not available: {self.reason}"
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendInfo:
+    name: str
+    numeric_class: str  # one of NUMERIC_CLASSES; selects the tolerance table rows
+    version: str
+    device: str
+    paths: tuple[str, ...] = ("default",)  # evaluation paths of the whole-batch run
+    delays: Delays = Delays()
+    exposes_layers: bool = True  # run() returns per-layer S4D outputs
+    exposes_state: bool = True  # Session.get_state() returns the complex states
+    streaming: bool = True  # open_session() is supported
+
+    def __post_init__(self):
+        if self.numeric_class not in NUMERIC_CLASSES:
+            raise ValueError(f"backend {self.name}: numeric_class must be one of {NUMERIC_CLASSES}")
+
+
+@dataclasses.dataclass
+class BackendRun:
+    """Outputs of a whole-batch run, at the backend's own time indices (delays not removed)."""
+
+    step_logits: np.ndarray  # (N, L', n_classes)
+    layer_y: list[np.ndarray] | None = None  # per layer (N, L', H), when info().exposes_layers
+    saturations: dict | None = None  # fixed-point backends: events per layer
+
+
+class Session(abc.ABC):
+    """A streaming session over a batch of N independent streams."""
+
+    @abc.abstractmethod
+    def step(self, u_t: np.ndarray) -> np.ndarray:
+        """One time step: u_t (N, d_input) -> logits (N, n_classes)."""
+
+    def run(self, chunk: np.ndarray) -> np.ndarray:
+        """T steps: chunk (N, T, d_input) -> (N, T, n_classes)."""
+        return np.stack([self.step(chunk[:, k]) for k in range(chunk.shape[1])], axis=1)
+
+    @abc.abstractmethod
+    def reset(self) -> None:
+        """Back to the zero state at step 0."""
+
+    def get_state(self) -> dict:
+        """{"t": steps taken, "x": [per layer complex (N, H, P)]} when info().exposes_state."""
+        raise NotImplementedError
+
+
+class Backend(abc.ABC):
+    name: str = ""
+
+    @abc.abstractmethod
+    def info(self) -> BackendInfo: ...
+
+    def availability(self) -> Availability:
+        return Availability(True)
+
+    @abc.abstractmethod
+    def prepare(self, model): ...
+
+    @abc.abstractmethod
+    def run(self, handle, u: np.ndarray, path: str) -> BackendRun: ...
+
+    def open_session(self, handle, batch: int) -> Session:
+        raise NotImplementedError(f"backend {self.name} has no streaming session")

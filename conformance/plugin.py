@@ -1,0 +1,197 @@
+"""pytest plugin of the conformance suite: options, markers, report header, backend selection, skip lists,
+and the JSON of measured records. Loaded with `-p s4dconf.conformance.plugin` (pyproject.toml does it).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy
+
+import s4dconf
+from s4dconf.backends import REGISTRY, get_backend
+from s4dconf.reference.golden import GOLDEN_DIR, GoldenSet
+
+from .harness import skiplist_for
+
+MARKERS = {
+    "conformance": "a check of a backend or of the reference against SPEC.md",
+    "slow": "takes more than a few seconds (long sequences, the paper config)",
+    "hardware": "needs a chip or a GPU; skips with the reason when absent",
+    "benchmark": "a pytest-benchmark measurement (JSON with --benchmark-json)",
+}
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("s4dconf", "s4dconf conformance")
+    g.addoption("--backend", action="append", default=[], metavar="NAME",
+                help=f"backend under test (repeatable; default: every registered one). Known: {', '.join(REGISTRY)}")
+    g.addoption("--require-backend", action="append", default=[], metavar="NAME",
+                help="fail instead of skip when this backend is not available")
+    g.addoption("--golden-dir", default=None, help=f"golden directory (default: {GOLDEN_DIR})")
+    g.addoption("--conformance-json", default=None, metavar="PATH",
+                help="write every measured record (case, metric, value, tolerance, verdict) to PATH")
+    g.addoption("--max-examples", type=int, default=None, help="hypothesis examples per property")
+    g.addoption("--derandomize", action="store_true", default=None,
+                help="derandomise hypothesis (on by default when the CI environment variable is set)")
+
+
+class SuiteState:
+    def __init__(self, config):
+        names = config.getoption("backend") or list(REGISTRY)
+        required = config.getoption("require_backend")
+        for name in names + required:
+            if name not in REGISTRY:
+                raise pytest.UsageError(f"unknown backend {name!r}; known: {', '.join(REGISTRY)}")
+        self.backend_names = list(dict.fromkeys(names + required))
+        self.required = set(required)
+        self.backends = {n: get_backend(n) for n in self.backend_names}
+        self.availability = {n: b.availability() for n, b in self.backends.items()}
+        self.golden_dir = Path(config.getoption("golden_dir") or GOLDEN_DIR)
+        self._golden = None
+        self.records: list = []
+        self.skiplists = {n: skiplist_for(n) for n in self.backend_names}
+
+    @property
+    def golden(self) -> GoldenSet:
+        if self._golden is None:
+            self._golden = GoldenSet(self.golden_dir)
+        return self._golden
+
+
+def pytest_configure(config):
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+    _hypothesis_profile(config)
+    config._s4d = SuiteState(config)
+
+
+def _hypothesis_profile(config):
+    try:
+        from hypothesis import settings
+    except ImportError:
+        return
+    derandomize = config.getoption("derandomize")
+    if derandomize is None:
+        derandomize = bool(os.environ.get("CI"))
+    kwargs = {"derandomize": derandomize, "deadline": None, "print_blob": True}
+    if config.getoption("max_examples"):
+        kwargs["max_examples"] = config.getoption("max_examples")
+    settings.register_profile("s4dconf", **kwargs)
+    settings.load_profile("s4dconf")
+
+
+def pytest_report_header(config):
+    st = config._s4d
+    lines = [
+        f"s4dconf {s4dconf.__version__}, SPEC.md version {s4dconf.SPEC_VERSION}; numpy {np.__version__}, "
+        f"scipy {scipy.__version__}, Python {platform.python_version()} on {platform.machine()}",
+        f"golden dir: {st.golden_dir}",
+    ]
+    for name, b in st.backends.items():
+        av = st.availability[name]
+        if av.available:
+            info = b.info()
+            lines.append(
+                f"backend {name}: {info.numeric_class}, version {info.version}, device {info.device}, "
+                f"paths {'/'.join(info.paths)}, delays layers={info.delays.layers} logits={info.delays.logits}"
+            )
+        else:
+            lines.append(f"backend {name}: {av}" + (" (REQUIRED)" if name in st.required else ""))
+    return lines
+
+
+def pytest_generate_tests(metafunc):
+    st = metafunc.config._s4d
+    names = metafunc.fixturenames
+    if "golden_case_id" in names:
+        ids = st.golden.case_ids()
+        marks = {cid: [pytest.mark.slow] if cid.endswith("/long") or cid.startswith("paper/") else [] for cid in ids}
+        metafunc.parametrize("golden_case_id", [pytest.param(c, marks=marks[c], id=c) for c in ids])
+    if "backend_name" in names and "path" in names:
+        combos = []
+        for n in st.backend_names:
+            paths = st.backends[n].info().paths if st.availability[n].available else ("default",)
+            combos += [pytest.param(n, p, id=f"{n}:{p}") for p in paths]
+        metafunc.parametrize("backend_name,path", combos)
+    elif "backend_name" in names:
+        metafunc.parametrize("backend_name", st.backend_names)
+
+
+@pytest.fixture
+def suite(request) -> SuiteState:
+    return request.config._s4d
+
+
+@pytest.fixture
+def backend(request, backend_name, suite):
+    """The backend instance; skips (or fails, if required) with the reason when it is not available."""
+    av = suite.availability[backend_name]
+    if not av.available:
+        if backend_name in suite.required:
+            pytest.fail(f"required backend {backend_name} {av}")
+        pytest.skip(f"backend {backend_name} {av}")
+    return suite.backends[backend_name]
+
+
+@pytest.fixture
+def record(suite):
+    """Append measured Records to the run's JSON; returns the list added by this test."""
+    mine = []
+
+    def add(records):
+        mine.extend(records)
+        suite.records.extend(records)
+        return records
+
+    add.mine = mine
+    return add
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m/-k deselect, so staleness is judged on everything collected
+def pytest_collection_modifyitems(config, items):
+    st = config._s4d
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        name = callspec.params.get("backend_name") if callspec else None
+        for entry in st.skiplists.get(name, []):
+            if entry.pattern in item.nodeid:
+                entry.used = True
+                reason = f"{name} skip list line {entry.line}: {entry.reason}"
+                if entry.action == "skip":
+                    item.add_marker(pytest.mark.skip(reason=reason))
+                else:
+                    item.add_marker(pytest.mark.xfail(reason=reason, strict=True))
+    if any("::" in a or a.endswith(".py") for a in config.args):
+        return  # a run of single files or tests cannot tell a stale entry from one it did not collect
+    for name, entries in st.skiplists.items():
+        for entry in entries:
+            if not entry.used:
+                warnings.warn(
+                    f"stale entry in conformance/skips/{name}.txt line {entry.line}: {entry.pattern!r} matches no "
+                    "test; remove it", pytest.PytestWarning)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    path = session.config.getoption("conformance_json")
+    if not path:
+        return
+    st = session.config._s4d
+    out = {
+        "spec_version": s4dconf.SPEC_VERSION,
+        "s4dconf": s4dconf.__version__,
+        "platform": {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
+                     "machine": platform.machine(), "system": platform.system()},
+        "backends": {n: (st.backends[n].info().__dict__ | {"delays": st.backends[n].info().delays.__dict__})
+                     if st.availability[n].available else {"available": False, "reason": st.availability[n].reason}
+                     for n in st.backend_names},
+        "exitstatus": int(exitstatus),
+        "records": [r.as_json() for r in st.records],
+    }
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(out, indent=1, default=str) + "\n")

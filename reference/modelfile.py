@@ -1,0 +1,49 @@
+"""Float64 model files (SPEC.md section 7): .npz, schema tag, config JSON, float64 parameter arrays."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from .config import ModelConfig
+from .model import S4DModel, param_shapes
+from .npzio import read_npz, read_str, write_npz
+from .validate import S4DInputError
+
+MODEL_SCHEMA = "s4dconf-model-float64/1"
+
+
+def save_model(model: S4DModel, path: str | Path) -> None:
+    arrays = dict(model.params)
+    arrays["__schema__"] = np.array(MODEL_SCHEMA)
+    arrays["__config__"] = np.array(model.config.to_json())
+    write_npz(path, arrays)
+
+
+def load_model(path: str | Path) -> S4DModel:
+    """Load and validate a float64 model file; every failure names the file and the problem."""
+    arrays = read_npz(path, "model file")
+    schema = read_str(arrays, "__schema__", path, "model file")
+    if schema != MODEL_SCHEMA:
+        hint = " (a fixed-point model file: give it to a fixed-point backend)" if "fixed" in schema else ""
+        raise S4DInputError(f"model file {path} has schema {schema!r}, this reader needs {MODEL_SCHEMA!r}{hint}")
+    cfg = ModelConfig.from_json(read_str(arrays, "__config__", path, "model file"))
+    params = {k: v for k, v in arrays.items() if not k.startswith("__")}
+    missing = [k for k in param_shapes(cfg) if k not in params]
+    if missing:
+        raise S4DInputError(f"model file {path} lacks array(s) {missing} required by its config")
+    try:
+        return S4DModel(cfg, params)
+    except S4DInputError as e:
+        raise S4DInputError(f"model file {path}: {e}") from None
+
+
+def params_digest(model: S4DModel) -> str:
+    """sha256 over config JSON and every parameter's name, dtype, shape and bytes (independent of zip bytes)."""
+    h = hashlib.sha256(model.config.to_json().encode())
+    for name in sorted(model.params):
+        a = np.ascontiguousarray(model.params[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()

@@ -1,0 +1,61 @@
+"""Reproducible .npz writing and pickle-free reading, shared by model files and goldens.
+
+numpy's own savez stamps each member with the current time, so the same arrays give different bytes; here
+every member has a fixed timestamp and members are sorted, so the same arrays give the same file (and sha256).
+"""
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .validate import S4DInputError
+
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write arrays to `path` as a deflated .npz with reproducible bytes. Object arrays are refused."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(arrays):
+            a = np.asarray(arrays[name])
+            if a.dtype.hasobject:
+                raise S4DInputError(f"array {name!r} has object dtype; only plain numeric/str arrays are stored")
+            buf = io.BytesIO()
+            # not np.ascontiguousarray: it turns 0-d arrays (the string entries) into shape (1,)
+            np.lib.format.write_array(buf, a if a.flags.c_contiguous else a.copy(order="C"), allow_pickle=False)
+            info = zipfile.ZipInfo(name + ".npy", date_time=_FIXED_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, buf.getvalue())
+    tmp.replace(path)
+
+
+def read_npz(path: str | Path, what: str = "file") -> dict[str, np.ndarray]:
+    """Read every array of an .npz without pickle; a clear error for a missing or unreadable file."""
+    path = Path(path)
+    if not path.is_file():
+        raise S4DInputError(f"{what} not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise S4DInputError(f"{what} {path} is not a readable .npz archive: {e}") from None
+    except ValueError as e:
+        # numpy raises ValueError for object arrays when allow_pickle=False
+        raise S4DInputError(f"{what} {path} holds data that needs pickle, which is refused: {e}") from None
+
+
+def read_str(arrays: dict, key: str, path, what: str) -> str:
+    """A 0-d string entry of an .npz (schema tags, JSON)."""
+    if key not in arrays:
+        raise S4DInputError(f"{what} {path} has no {key!r} entry; is it an s4dconf file?")
+    a = arrays[key]
+    if a.dtype.kind != "U" or a.ndim != 0:
+        raise S4DInputError(f"{what} {path}: entry {key!r} must be a string, got dtype {a.dtype} shape {a.shape}")
+    return str(a)
