@@ -15,7 +15,8 @@ def test_golden_case(backend, backend_name, path, golden_case_id, suite, record)
     step_logits, layer_y, _ = aligned_run(backend, handle, case.u, path, info)
     steps, channels = case.arrays["steps"], case.arrays["channels"]
     who = dict(backend=f"{backend_name}:{path}", case=golden_case_id)
-    recs = compare(step_logits[:, -1], case.arrays["logits"], tol, probe="logits", logits=True, **who)
+    recs = compare(step_logits[:, -1], case.arrays["logits"], tol, probe="logits", logits=True,
+                   scale_ref=case.arrays["step_logits"], **who)
     recs += compare(step_logits[:, steps], case.arrays["step_logits"], tol, probe="step_logits", **who)
     if info.exposes_layers:
         assert layer_y is not None and len(layer_y) == case.n_layers, "backend must return one output per layer"

@@ -26,7 +26,8 @@ def test_stream_matches_golden(backend, backend_name, golden_case_id, suite, rec
     step_logits, states = aligned_stream(session, case.u, info, stops=stops)
     who = dict(backend=f"{backend_name}:stream", case=golden_case_id)
     tol = tolerance_for(table, info.numeric_class, "streaming")
-    recs = compare(step_logits[:, -1], case.arrays["logits"], tol, probe="logits", logits=True, **who)
+    recs = compare(step_logits[:, -1], case.arrays["logits"], tol, probe="logits", logits=True,
+                   scale_ref=case.arrays["step_logits"], **who)
     recs += compare(step_logits[:, case.arrays["steps"]], case.arrays["step_logits"], tol, probe="step_logits", **who)
     if info.exposes_state:
         stol = tolerance_for(table, info.numeric_class, "state")

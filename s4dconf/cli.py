@@ -1,0 +1,205 @@
+"""The one command line: `s4dconf backends | configs | model | golden generate|verify | check | run`."""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import s4dconf
+
+
+
+def _conformance_dir() -> Path:
+    import s4dconf.conformance
+
+    return Path(s4dconf.conformance.__file__).resolve().parent
+
+
+def cmd_backends(args) -> int:
+    from s4dconf.backends import REGISTRY
+
+    rows = [("name", "available", "numeric class", "device", "version / reason")]
+    for name, cls in REGISTRY.items():
+        b = cls()
+        av = b.availability()
+        if av.available:
+            info = b.info()
+            rows.append((name, "yes", info.numeric_class, info.device, info.version))
+        else:
+            rows.append((name, "no", "-", "-", f"not available: {av.reason}"))
+    _print_table(rows)
+    return 0
+
+
+def cmd_configs(args) -> int:
+    from s4dconf.reference.config import NAMED_CONFIGS
+    from s4dconf.reference.model import S4DModel
+
+    rows = [("name", "d_input", "H", "P", "layers", "classes", "init", "discretization", "parameters")]
+    for name, cfg in NAMED_CONFIGS.items():
+        n = sum(a.size for a in S4DModel.create(cfg, 0).params.values())
+        rows.append((name, cfg.d_input, cfg.H, cfg.P, cfg.n_layers, cfg.n_classes, cfg.init, cfg.discretization, n))
+    _print_table(rows)
+    return 0
+
+
+def cmd_model(args) -> int:
+    from s4dconf.reference.config import get_config
+    from s4dconf.reference.model import S4DModel
+    from s4dconf.reference.modelfile import params_digest, save_model
+
+    model = S4DModel.create(get_config(args.config), args.seed)
+    save_model(model, args.out)
+    print(f"wrote {args.out}: config {args.config}, seed {args.seed}, params_sha256 {params_digest(model)}")
+    return 0
+
+
+def cmd_golden(args) -> int:
+    from s4dconf.reference import golden
+
+    directory = Path(args.dir) if args.dir else golden.GOLDEN_DIR
+    if args.action == "generate":
+        t0 = time.perf_counter()
+        manifest = golden.generate(directory)
+        size = sum(f.stat().st_size for f in directory.glob("*.npz"))
+        worst = max(c["conv_vs_recurrence_rel_l2"] for c in manifest["cases"])
+        print(f"wrote {len(manifest['cases'])} cases, {len(manifest['files'])} files, {size / 1e6:.2f} MB to "
+              f"{directory} in {time.perf_counter() - t0:.1f} s; worst conv-vs-recurrence rel L2 {worst:.2e}")
+        return 0
+    report = golden.verify(directory, log=print if args.verbose else (lambda s: None))
+    for p in report.problems:
+        print(f"FAIL {p}")
+    mode = "bit-identical (generator's platform)" if report.exact else f"within relative {golden.CROSS_PLATFORM_RTOL:g}"
+    if report.ok:
+        print(f"golden verify: OK, {report.cases} cases in {directory}: hashes match; regeneration {mode}; "
+              f"max relative difference {report.worst_rel:.1e}; worst conv-vs-recurrence rel L2 "
+              f"{report.worst_conv_vs_rec:.2e}")
+        return 0
+    print(f"golden verify: {len(report.problems)} problem(s) in {directory}")
+    return 1
+
+
+def run_conformance(backends, json_path: Path, extra=(), quiet=False) -> int:
+    """Run the pytest conformance suite in a subprocess; the plugin writes the records to json_path."""
+    cmd = [sys.executable, "-m", "pytest", str(_conformance_dir()), "-m", "conformance",
+           "-p", "s4dconf.conformance.plugin", "--import-mode=importlib", "-p", "no:cacheprovider",
+           "--conformance-json", str(json_path), "-q" if quiet else "-v", "-rs"]
+    for b in backends:
+        cmd += ["--backend", b]
+    cmd += list(extra)
+    return subprocess.call(cmd)
+
+
+def summarize(records: list[dict]) -> list[tuple]:
+    """Rows (backend, family, cases, failed, worst rel_l2, tolerance, verdict) for the pass/fail matrix."""
+    groups = defaultdict(list)
+    for r in records:
+        groups[(r["backend"], r["family"])].append(r)
+    rows = []
+    for (backend, family), recs in sorted(groups.items()):
+        rel = [r for r in recs if r["metric"] == "rel_l2"]
+        worst = max(rel, key=lambda r: float(r["value"])) if rel else None
+        failed = sum(r["verdict"] != "pass" for r in recs)
+        rows.append((backend, family, len({r["case"] for r in recs}), failed,
+                     f"{float(worst['value']):.2e}" if worst else "-",
+                     f"{float(worst['tolerance']):g}" if worst else "-",
+                     "PASS" if failed == 0 else "FAIL"))
+    return rows
+
+
+def cmd_check(args) -> int:
+    from s4dconf.backends import get_backend
+
+    for name in args.backend:
+        get_backend(name)  # unknown names fail here with the list of known ones
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "records.json"
+        rc = run_conformance(args.backend, raw, extra=args.pytest_args, quiet=args.quiet)
+        if not raw.is_file():
+            print(f"s4dconf check: the suite wrote no records (pytest exit code {rc})")
+            return rc or 1
+        data = json.loads(raw.read_text())
+    records = data["records"]
+    print()
+    print("conformance matrix (worst relative L2 error per backend and case family):")
+    _print_table([("backend:path", "family", "cases", "failed checks", "worst rel_l2", "tolerance", "verdict")]
+                 + summarize(records))
+    n_fail = sum(r["verdict"] != "pass" for r in records)
+    print(f"{len(records)} measured checks, {n_fail} failed; pytest exit code {rc}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(data, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return rc if rc else (1 if n_fail else 0)
+
+
+def cmd_run(args) -> int:
+    """The main job on the embedded default: verify goldens, check every available backend, write the report."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print("[1/2] golden verify")
+    rc_golden = cmd_golden(argparse.Namespace(action="verify", dir=None, verbose=False))
+    print("[2/2] conformance of every available backend")
+    check_json = out / "conformance.json"
+    rc_check = cmd_check(argparse.Namespace(backend=[], json=str(check_json), pytest_args=[], quiet=True))
+    print(f"\nreport: {check_json}")
+    return rc_golden or rc_check
+
+
+def _print_table(rows) -> None:
+    rows = [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for j, r in enumerate(rows):
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        if j == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="s4dconf", description=f"S4D conformance suite {s4dconf.__version__} "
+                                f"(SPEC.md version {s4dconf.SPEC_VERSION})")
+    p.add_argument("--version", action="version", version=f"s4dconf {s4dconf.__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("backends", help="list backends: name, availability with reason, version").set_defaults(
+        func=cmd_backends)
+    sub.add_parser("configs", help="list the named model configs").set_defaults(func=cmd_configs)
+    m = sub.add_parser("model", help="write the float64 model file of a named config and seed")
+    m.add_argument("--config", required=True)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--out", required=True)
+    m.set_defaults(func=cmd_model)
+    g = sub.add_parser("golden", help="generate or verify the golden outputs")
+    g.add_argument("action", choices=["generate", "verify"])
+    g.add_argument("--dir", default=None, help="golden directory (default: reference/golden)")
+    g.add_argument("-v", "--verbose", action="store_true")
+    g.set_defaults(func=cmd_golden)
+    c = sub.add_parser("check", help="run the conformance suite for backends; print the pass/fail matrix")
+    c.add_argument("--backend", action="append", default=[], help="repeatable; default: every registered backend")
+    c.add_argument("--json", default=None, help="write one record per case, metric and probe to this file")
+    c.add_argument("-q", "--quiet", action="store_true")
+    c.add_argument("pytest_args", nargs="*", help="extra pytest arguments after --")
+    c.set_defaults(func=cmd_check)
+    r = sub.add_parser("run", help="the main job: golden verify + conformance of every available backend")
+    r.add_argument("--out", default="reports/out", help="output directory (default: reports/out)")
+    r.set_defaults(func=cmd_run)
+    return p
+
+
+def main(argv=None) -> int:
+    from s4dconf.reference.validate import S4DInputError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except S4DInputError as e:
+        print(f"s4dconf {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
