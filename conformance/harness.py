@@ -56,6 +56,8 @@ def argmax_agreement(out_logits, ref_logits, tie_margin: float) -> tuple[float, 
     legitimately flip within the tolerance and are not counted (SPEC.md section 11.2).
     """
     out, ref = np.asarray(out_logits), np.asarray(ref_logits)
+    if ref.shape[-1] < 2:
+        return 1.0, 0  # one class: no decision to agree on
     top2 = np.sort(ref, axis=-1)[..., -2:]
     decisive = (top2[..., 1] - top2[..., 0]) > tie_margin
     n = int(decisive.sum())
@@ -78,20 +80,39 @@ class Tolerance:
     reason: str
 
 
-def _strip_comments(text: str) -> str:
-    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+def _strip_comments(text: str) -> tuple[str, list[int]]:
+    """The text without '#' comment lines, and the file line number (1-based) of each line kept."""
+    kept = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if not line.lstrip().startswith("#")]
+    return "\n".join(line for _, line in kept), [n for n, _ in kept]
+
+
+TOLERANCE_COLUMNS = ["numeric_class", "family", "rel_l2_max", "max_abs_rel_max", "snr_db_min", "argmax_min", "reason"]
 
 
 def load_tolerances(path: Path = TOLERANCE_FILE) -> dict[tuple[str, str], Tolerance]:
-    """Parse the tolerance table; a row without a reason, a bad number or a duplicate is an error."""
+    """Parse the tolerance table; a row without a reason, a bad number or a duplicate is an error.
+
+    Errors name the file and its line number (counting the comment lines).
+    """
     path = Path(path)
-    rows = list(csv.DictReader(io.StringIO(_strip_comments(path.read_text()))))
-    want = ["numeric_class", "family", "rel_l2_max", "max_abs_rel_max", "snr_db_min", "argmax_min", "reason"]
+    text, file_lines = _strip_comments(path.read_text())
+    reader = csv.DictReader(io.StringIO(text))
+    want = TOLERANCE_COLUMNS
+    if reader.fieldnames != want:
+        raise S4DInputError(f"{path}: columns must be {want}, got {reader.fieldnames}")
     table = {}
-    for lineno, row in enumerate(rows, start=2):
-        if list(row) != want:
-            raise S4DInputError(f"{path}: columns must be {want}, got {list(row)}")
-        where = f"{path}: row {lineno} ({row['numeric_class']}, {row['family']})"
+    first_seen = {}
+    for row in reader:
+        lineno = file_lines[min(reader.line_num, len(file_lines)) - 1]
+        if None in row:
+            raise S4DInputError(
+                f"{path}:{lineno}: row has more than the {len(want)} columns {want}: extra cells {row[None]} "
+                "(quote a reason that contains commas)"
+            )
+        missing = [c for c in want if row[c] is None]
+        if missing and missing != ["reason"]:  # a row without its reason cell is reported as such below
+            raise S4DInputError(f"{path}:{lineno}: row lacks the cell(s) {missing}; columns must be {want}")
+        where = f"{path}:{lineno} ({row['numeric_class']}, {row['family']})"
         if not (row["reason"] or "").strip():
             raise S4DInputError(f"{where} has no reason; every tolerance must say why it is what it is")
         bounds = {}
@@ -100,11 +121,16 @@ def load_tolerances(path: Path = TOLERANCE_FILE) -> dict[tuple[str, str], Tolera
             try:
                 bounds[col] = float(cell) if cell else None
             except ValueError:
+                bounds[col] = math.nan
+            if bounds[col] is not None and math.isnan(bounds[col]):
                 raise S4DInputError(f"{where}: {col} = {cell!r} is not a number") from None
         key = (row["numeric_class"], row["family"])
         if key in table:
-            raise S4DInputError(f"{where} duplicates an earlier row")
+            raise S4DInputError(f"{where} duplicates the row on line {first_seen[key]}")
+        first_seen[key] = lineno
         table[key] = Tolerance(*key, **bounds, reason=row["reason"].strip())
+    if not table:
+        raise S4DInputError(f"{path}: the tolerance table has no rows")
     return table
 
 
@@ -194,6 +220,8 @@ def failures_message(records: list[Record]) -> str:
 
 def pad_for_delay(u: np.ndarray, delay: int) -> np.ndarray:
     """u followed by `delay` zero steps, so that a backend with that latency emits all L answers."""
+    if isinstance(delay, bool) or not isinstance(delay, (int, np.integer)) or delay < 0:
+        raise S4DInputError(f"a backend delay must be an integer >= 0 steps, got {delay!r}")
     if delay == 0:
         return u
     return np.concatenate([u, np.zeros((u.shape[0], delay, u.shape[2]))], axis=1)

@@ -195,3 +195,21 @@ def pytest_sessionfinish(session, exitstatus):
     }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(out, indent=1, default=str) + "\n")
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-benchmark hook; without that plugin pytest never calls it
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """Add the versions that the benchmark figures depend on to the machine_info of --benchmark-json."""
+    info = {"s4dconf": s4dconf.__version__, "spec_version": s4dconf.SPEC_VERSION,
+            "numpy": np.__version__, "scipy": scipy.__version__}
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        info["blas"] = "threadpoolctl not installed: BLAS library unknown"
+    else:
+        try:
+            info["blas"] = [{k: v for k, v in pool.items() if isinstance(v, (str, int, float, type(None)))}
+                            for pool in threadpool_info()]
+        except Exception as e:  # noqa: BLE001 - introspection must never fail a benchmark run
+            info["blas"] = f"threadpool_info() failed: {type(e).__name__}: {e}"
+    machine_info["s4dconf"] = info

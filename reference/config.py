@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 
 from .init import INITS
 from .s4d import DISCRETIZATIONS
@@ -46,6 +47,10 @@ class ModelConfig:
                 f"config {self.name!r}: unknown discretization {self.discretization!r}; "
                 f"known: {', '.join(DISCRETIZATIONS)}"
             )
+        for field in ("dt_min", "dt_max"):
+            v = getattr(self, field)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                raise S4DInputError(f"config {self.name!r}: {field} must be a number, got {v!r}")
         if not (0 < self.dt_min <= self.dt_max < float("inf")):
             raise S4DInputError(
                 f"config {self.name!r}: need 0 < dt_min <= dt_max < inf, got dt_min={self.dt_min}, "
@@ -77,6 +82,9 @@ class ModelConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise S4DInputError(f"config JSON has unknown field(s) {unknown}; known: {sorted(known)}")
+        missing = sorted(known - set(data))
+        if missing:  # a file states its whole config: defaults may change, a stored model must not
+            raise S4DInputError(f"config JSON lacks field(s) {missing}; a stored config lists every field")
         return cls(**data)
 
     def replace(self, **changes) -> "ModelConfig":

@@ -212,11 +212,14 @@ class GoldenSet:
             self.manifest = json.loads(mpath.read_text())
         except json.JSONDecodeError as e:
             raise GoldenError(f"golden manifest {mpath} is not valid JSON ({e}); {REGENERATE_HINT}") from None
-        if self.manifest.get("schema") != GOLDEN_SCHEMA:
+        if not isinstance(self.manifest, dict) or self.manifest.get("schema") != GOLDEN_SCHEMA:
             raise GoldenError(
                 f"golden manifest {mpath} has schema {self.manifest.get('schema')!r}, this code reads "
                 f"{GOLDEN_SCHEMA!r}; {REGENERATE_HINT}"
             )
+        lacking = [k for k in ("generator", "inputs", "models", "cases", "files") if k not in self.manifest]
+        if lacking:
+            raise GoldenError(f"golden manifest {mpath} lacks the entries {lacking}; {REGENERATE_HINT}")
         self._models: dict[str, S4DModel] = {}
         self._inputs: dict[str, np.ndarray] = {}
 
@@ -235,7 +238,10 @@ class GoldenSet:
                 )
         for path in sorted(self.dir.glob("*.npz")):
             if path.name not in listed:
-                problems.append(f"golden file {path} is not listed in manifest.json; delete it or regenerate")
+                problems.append(
+                    f"golden file {path} is not listed in manifest.json; delete it or regenerate with "
+                    "`s4dconf golden generate`"
+                )
         return problems
 
     def _read(self, name: str) -> dict[str, np.ndarray]:

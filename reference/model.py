@@ -188,15 +188,21 @@ def validate_params(cfg: ModelConfig, params: dict) -> dict[str, np.ndarray]:
         check_shape(f"parameter {name}", a, shape)
         check_finite(f"parameter {name}", a)
         out[name] = a
+    # exp() of these must be finite and > 0 in float64: Re(A) = -exp(a_re) < 0 and dt = exp(log_dt) > 0
     for i in range(cfg.n_layers):
-        re_a = -np.exp(out[f"layer{i}.a_re"])
-        if np.any(re_a >= 0):
-            idx = tuple(int(j) for j in np.argwhere(re_a >= 0)[0])
-            raise S4DInputError(
-                f"parameter layer{i}.a_re{list(idx)} = {out[f'layer{i}.a_re'][idx]} gives Re(A) = -exp(a_re) = 0, "
-                "not < 0 (unstable); a_re must be above about -745"
-            )
+        for key, what in (("a_re", "Re(A) = -exp(a_re)"), ("log_dt", "dt = exp(log_dt)")):
+            a = out[f"layer{i}.{key}"]
+            bad = (a <= _EXP_MIN) | (a >= _EXP_MAX)
+            if np.any(bad):
+                idx = tuple(int(j) for j in np.argwhere(bad)[0])
+                raise S4DInputError(
+                    f"parameter layer{i}.{key}{list(idx)} = {float(a[idx])!r} is outside ({_EXP_MIN}, {_EXP_MAX}): "
+                    f"{what} would be 0 or overflow in float64 (Re(A) must be < 0, dt > 0 and finite)"
+                )
     return out
+
+
+_EXP_MIN, _EXP_MAX = -745.0, 709.0  # exp underflows to 0 below, overflows to inf above
 
 
 class StreamingSession:
@@ -205,6 +211,20 @@ class StreamingSession:
     state: per layer complex (N, H, P), plus the readout accumulator for readout "mean".
     `step(u_t)` (N, d_input) -> logits (N, n_classes); `run(chunk)` (N, T, d_input) -> (N, T, n_classes).
     Any split of a sequence into chunks gives the same outputs as one call.
+
+    Per step and layer i (the arithmetic of `s4d_recurrence`, one step at a time; update first, then output):
+        x_i <- Abar_i * x_i + Bbar_i * h            (complex (N, H, P))
+        y_i  = 2 Re(sum_n C_i[n] x_i[n]) + D_i h     (N, H)
+        h   <- act(act(y_i) @ W_i^T)
+
+    Implementation, for the latency of one step at batch 1 (every buffer is allocated once, here):
+      * the states of all layers live in one complex array (n_layers, N, H, P); `self.states[i]` is a view of
+        layer i. The decay x_i *= Abar_i of every layer only needs the previous state, so it is one multiply
+        for all layers at the start of the step; the input term of layer i follows once h is known.
+      * the input term and the output work on the float64 view of the state, (N, H, 2P) with re/im
+        interleaved: Bbar*h is a real multiply (Bbar as interleaved (H, 2P)), and 2 Re(sum_n C_n x_n) =
+        sum_k Cv[k] xv[k] with Cv = interleaved (2 Re C, -2 Im C), a real dot product per channel.
+      * matrix products and ufuncs write into preallocated buffers (`out=`); only the returned logits are new.
     """
 
     def __init__(self, model: S4DModel, batch: int = 1):
@@ -213,19 +233,46 @@ class StreamingSession:
         self.model = model
         self.batch = int(batch)
         cfg = model.config
-        self._C2 = [2.0 * layer.C for layer in model.layers]
-        self._WT = [np.ascontiguousarray(layer.W.T) for layer in model.layers]
-        self._enc_T = np.ascontiguousarray(model.params["encoder.W"].T)
-        self._dec_T = np.ascontiguousarray(model.params["decoder.W"].T)
+        N, H, P, n_layers = self.batch, cfg.H, cfg.P, len(model.layers)
+        self._in_shape = (N, cfg.d_input)
         self._relu = cfg.activation == "relu"
         self._mean = cfg.readout == "mean"
-        self.reset()
+        self._enc_T = np.ascontiguousarray(model.params["encoder.W"].T)
+        self._dec_T = np.ascontiguousarray(model.params["decoder.W"].T)
+        # Per-layer constants, precomputed once.
+        self._Abar = np.ascontiguousarray(np.stack([layer.Abar for layer in model.layers])[:, None], np.complex128)
+        self._Bv = []  # Bbar as interleaved (re, im) float64, (H, 2P)
+        self._Cv = []  # (2 Re C, -2 Im C) interleaved, (H, 2P): y = sum_k Cv[k] * xv[k]
+        self._Cm = []  # the same as (H, 2P, 1), for numpy < 2 (matmul instead of vecdot)
+        self._D = []
+        self._WT = []
+        for layer in model.layers:
+            self._Bv.append(np.ascontiguousarray(layer.Bbar, dtype=np.complex128).view(np.float64))
+            cv = np.empty((H, 2 * P))
+            cv[:, 0::2] = 2.0 * layer.C.real
+            cv[:, 1::2] = -2.0 * layer.C.imag
+            self._Cv.append(cv)
+            self._Cm.append(np.ascontiguousarray(cv[:, :, None]))
+            self._D.append(None if layer.D is None else np.ascontiguousarray(layer.D, dtype=np.float64))
+            self._WT.append(np.ascontiguousarray(layer.W.T))
+        self._vecdot = getattr(np, "vecdot", None)
+        # State and scratch buffers.
+        self._x = np.zeros((n_layers, N, H, P), dtype=np.complex128)
+        self._xv = [self._x[i].view(np.float64) for i in range(n_layers)]  # (N, H, 2P) views
+        self.states = [self._x[i] for i in range(n_layers)]
+        self.readout_sum = np.zeros((N, H))
+        self._h = np.zeros((N, H))  # block input / output
+        self._y = np.zeros((N, H))  # S4D output
+        self._dh = np.zeros((N, H))  # D * h
+        self._inj = np.zeros((N, H, 2 * P))  # Bbar * h
+        # What the step loop reads per layer, in one tuple: (state view, Bbar, C, C for matmul, D, W^T).
+        self._plan = tuple(zip(self._xv, self._Bv, self._Cv, self._Cm, self._D, self._WT))
+        self.t = 0
 
     def reset(self) -> None:
         """Zero state, step count 0."""
-        cfg = self.model.config
-        self.states = [np.zeros((self.batch, cfg.H, cfg.P), dtype=np.complex128) for _ in self.model.layers]
-        self.readout_sum = np.zeros((self.batch, cfg.H))
+        for buf in (self._x, self.readout_sum, self._h, self._y, self._dh, self._inj):
+            buf.fill(0.0)
         self.t = 0
 
     def get_state(self) -> dict:
@@ -233,39 +280,63 @@ class StreamingSession:
         return {"t": self.t, "x": [x.copy() for x in self.states], "readout_sum": self.readout_sum.copy()}
 
     def set_state(self, state: dict) -> None:
+        """Load a state as returned by `get_state` (copied in; the session keeps its own buffers)."""
+        cfg = self.model.config
+        xs = list(state["x"])
+        if len(xs) != len(self.states):
+            raise S4DInputError(f"state has {len(xs)} layer state(s), the model has {len(self.states)}")
+        xs = [np.asarray(x, dtype=np.complex128) for x in xs]
+        for i, x in enumerate(xs):
+            check_shape(f"state x[{i}]", x, (self.batch, cfg.H, cfg.P))
+        readout_sum = np.asarray(state["readout_sum"], dtype=np.float64)
+        check_shape("state readout_sum", readout_sum, (self.batch, cfg.H))
+        for i, x in enumerate(xs):
+            np.copyto(self._x[i], x)
+        np.copyto(self.readout_sum, readout_sum)
         self.t = int(state["t"])
-        self.states = [np.array(x, dtype=np.complex128) for x in state["x"]]
-        self.readout_sum = np.array(state["readout_sum"], dtype=np.float64)
 
     def step(self, u_t) -> np.ndarray:
-        u_t = np.asarray(u_t, dtype=np.float64)
-        if u_t.shape != (self.batch, self.model.config.d_input):
+        u_t = np.asarray(u_t)
+        if u_t.dtype.kind not in "iuf":  # complex would lose its imaginary part, bool/str convert silently
+            raise S4DInputError(f"step input must be a real numeric array, got dtype {u_t.dtype}")
+        u_t = u_t.astype(np.float64, copy=False)
+        if u_t.shape != self._in_shape:
             raise S4DInputError(
                 f"step input must have shape (batch={self.batch}, d_input={self.model.config.d_input}), "
                 f"got {u_t.shape}"
             )
-        check_finite(f"step input at t={self.t}", u_t)
+        if not np.isfinite(u_t).all():
+            check_finite(f"step input at t={self.t}", u_t)
         return self._step(u_t)
 
     def _step(self, u_t: np.ndarray) -> np.ndarray:
-        h = u_t @ self._enc_T
-        for i, layer in enumerate(self.model.layers):
-            x = self.states[i]
-            x *= layer.Abar
-            x += layer.Bbar * h[:, :, None]
-            y = (x * self._C2[i]).real.sum(axis=2)
-            if layer.D is not None:
-                y += layer.D * h
-            if self._relu:
+        h, y, dh, inj = self._h, self._y, self._dh, self._inj
+        h_col = h[:, :, None]
+        np.dot(u_t, self._enc_T, out=h)
+        x = self._x
+        np.multiply(x, self._Abar, out=x)  # decay of every layer: x_i *= Abar_i
+        vecdot = self._vecdot
+        relu = self._relu
+        for xv, Bv, Cv, Cm, D, WT in self._plan:
+            np.multiply(Bv, h_col, out=inj)
+            np.add(xv, inj, out=xv)  # x_i += Bbar_i * h: the state update is complete
+            if vecdot is not None:
+                vecdot(xv, Cv, out=y)  # y = 2 Re(sum_n C_n x_n)
+            else:
+                np.matmul(xv[:, :, None, :], Cm, out=y[:, :, None, None])
+            if D is not None:
+                np.multiply(D, h, out=dh)
+                np.add(y, dh, out=y)
+            if relu:
                 np.maximum(y, 0.0, out=y)
-                h = y @ self._WT[i]
+                np.dot(y, WT, out=h)
                 np.maximum(h, 0.0, out=h)
             else:
-                h = y @ self._WT[i]
+                np.dot(y, WT, out=h)
         self.t += 1
         if self._mean:
-            self.readout_sum += h
-            h = self.readout_sum / self.t
+            np.add(self.readout_sum, h, out=self.readout_sum)
+            np.divide(self.readout_sum, self.t, out=h)
         return h @ self._dec_T
 
     def run(self, chunk) -> np.ndarray:
@@ -273,4 +344,8 @@ class StreamingSession:
         chunk = as_input_sequence(chunk, self.model.config.d_input, name="chunk")
         if chunk.shape[0] != self.batch:
             raise S4DInputError(f"chunk has batch {chunk.shape[0]}, the session was opened for {self.batch}")
-        return np.stack([self._step(chunk[:, k]) for k in range(chunk.shape[1])], axis=1)
+        T = chunk.shape[1]
+        out = np.empty((self.batch, T, self.model.config.n_classes))
+        for k in range(T):
+            out[:, k] = self._step(chunk[:, k])
+        return out

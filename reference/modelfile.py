@@ -28,7 +28,10 @@ def load_model(path: str | Path) -> S4DModel:
     if schema != MODEL_SCHEMA:
         hint = " (a fixed-point model file: give it to a fixed-point backend)" if "fixed" in schema else ""
         raise S4DInputError(f"model file {path} has schema {schema!r}, this reader needs {MODEL_SCHEMA!r}{hint}")
-    cfg = ModelConfig.from_json(read_str(arrays, "__config__", path, "model file"))
+    try:
+        cfg = ModelConfig.from_json(read_str(arrays, "__config__", path, "model file"))
+    except S4DInputError as e:
+        raise S4DInputError(f"model file {path}: {e}") from None
     params = {k: v for k, v in arrays.items() if not k.startswith("__")}
     missing = [k for k in param_shapes(cfg) if k not in params]
     if missing:

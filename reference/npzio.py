@@ -1,7 +1,7 @@
 """Reproducible .npz writing and pickle-free reading, shared by model files and goldens.
 
-numpy's own savez stamps each member with the current time, so the same arrays give different bytes; here
-every member has a fixed timestamp and members are sorted, so the same arrays give the same file (and sha256).
+numpy's savez does not promise reproducible bytes (member timestamps and order are its own business); here every
+member has a fixed timestamp and members are sorted, so the same arrays give the same file (and sha256).
 """
 from __future__ import annotations
 
@@ -41,14 +41,27 @@ def read_npz(path: str | Path, what: str = "file") -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise S4DInputError(f"{what} not found: {path}")
+    # np.load takes any non-zip file for a .npy or a pickle: refuse it here, with the right reason
+    if not zipfile.is_zipfile(path):
+        raise S4DInputError(f"{what} {path} is not a .npz archive (not a zip file)")
     try:
         with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+            out = {}
+            for k in data.files:
+                try:
+                    a = data[k]
+                except ValueError as e:
+                    if "pickle" in str(e):  # numpy's refusal of object arrays when allow_pickle=False
+                        raise S4DInputError(
+                            f"{what} {path}: array {k!r} holds data that needs pickle, which is refused: {e}"
+                        ) from None
+                    raise S4DInputError(f"{what} {path}: array {k!r} is not a readable .npy member: {e}") from None
+                if not isinstance(a, np.ndarray):  # a zip member that is not a .npy file comes back as bytes
+                    raise S4DInputError(f"{what} {path}: member {k!r} is not a .npy array")
+                out[k] = a
+            return out
     except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise S4DInputError(f"{what} {path} is not a readable .npz archive: {e}") from None
-    except ValueError as e:
-        # numpy raises ValueError for object arrays when allow_pickle=False
-        raise S4DInputError(f"{what} {path} holds data that needs pickle, which is refused: {e}") from None
 
 
 def read_str(arrays: dict, key: str, path, what: str) -> str:

@@ -84,14 +84,18 @@ def ssm_kernel(Abar: np.ndarray, Bbar: np.ndarray, C: np.ndarray, L: int) -> np.
     Channels are processed in blocks to keep the (H, P, L) Vandermonde product below ~64 MB.
     """
     H, P = Abar.shape
-    log_abar = np.log(Abar)
+    with np.errstate(divide="ignore"):  # Abar may underflow to 0 for very negative dt*Re(A): log 0 = -inf
+        log_abar = np.log(Abar)
     CB = C * Bbar
     steps = np.arange(L, dtype=np.float64)
     K = np.empty((H, L), dtype=np.float64)
     block = max(1, (1 << 22) // max(1, P * L))
     for h0 in range(0, H, block):
         sl = slice(h0, h0 + block)
-        vander = np.exp(log_abar[sl, :, None] * steps)  # (h, P, L)
+        with np.errstate(invalid="ignore"):
+            vander = np.exp(log_abar[sl, :, None] * steps)  # (h, P, L)
+        vander[Abar[sl] == 0] = 0.0  # Abar^l = 0 for l >= 1 where Abar underflowed to 0 ...
+        vander[:, :, 0] = 1.0  # ... and Abar^0 = 1 (-inf * 0 would be NaN)
         K[sl] = 2.0 * np.einsum("hn,hnl->hl", CB[sl], vander).real
     return K
 
