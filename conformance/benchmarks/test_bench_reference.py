@@ -121,27 +121,13 @@ def _stream_latency(benchmark, one_core, name):
             benchmark.extra_info["meets_goal"] = bool(st.median * 1e6 <= GOAL_US_PER_TOKEN[name])
 
 
-@pytest.mark.slow
 @pytest.mark.benchmark(group="conv-throughput")
-def test_conv_throughput_paper(benchmark, one_core):
-    _conv_throughput(benchmark, one_core, "paper")
-
-
-@pytest.mark.benchmark(group="conv-throughput")
-def test_conv_throughput_loihi_profile(benchmark, one_core):
-    _conv_throughput(benchmark, one_core, "loihi-profile")
+@pytest.mark.parametrize("name", [pytest.param("paper", marks=pytest.mark.slow), "loihi-profile"])
+def test_conv_throughput(benchmark, one_core, name):
+    _conv_throughput(benchmark, one_core, name)
 
 
 @pytest.mark.benchmark(group="stream-latency")
-def test_stream_latency_loihi_profile(benchmark, one_core):
-    _stream_latency(benchmark, one_core, "loihi-profile")
-
-
-@pytest.mark.benchmark(group="stream-latency")
-def test_stream_latency_paper(benchmark, one_core):
-    _stream_latency(benchmark, one_core, "paper")
-
-
-@pytest.mark.benchmark(group="stream-latency")
-def test_stream_latency_small(benchmark, one_core):
-    _stream_latency(benchmark, one_core, "small")
+@pytest.mark.parametrize("name", ["loihi-profile", "paper", "small"])
+def test_stream_latency(benchmark, one_core, name):
+    _stream_latency(benchmark, one_core, name)
