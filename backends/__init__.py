@@ -7,10 +7,12 @@ from __future__ import annotations
 from s4dconf.reference.validate import S4DInputError
 
 from .base import Availability, Backend, BackendInfo, BackendRun, Delays, Session
+from .numpy_fxp import NumpyFxpBackend
 from .reference import ReferenceBackend
 
 REGISTRY: dict[str, type[Backend]] = {
     ReferenceBackend.name: ReferenceBackend,
+    NumpyFxpBackend.name: NumpyFxpBackend,
 }
 
 

@@ -120,11 +120,12 @@ def s4d_convolution(u: np.ndarray, Abar, Bbar, C, D=None) -> np.ndarray:
     return y
 
 
-def s4d_recurrence(u: np.ndarray, Abar, Bbar, C, D=None, x0=None, return_states_at=()):
+def s4d_recurrence(u: np.ndarray, Abar, Bbar, C, D=None, x0=None, return_states_at=(), on_state=None):
     """S4D layer output by the recurrence (update, then output). u: (N, L, H) -> y: (N, L, H).
 
     x0: complex (N, H, P) initial state (default zeros). Returns (y, x_last, {k: x_k}) with the states
-    after step k for each k in return_states_at.
+    after step k for each k in return_states_at. on_state(k, x_k), if given, sees every state (read only):
+    calibration uses it to find ranges without storing (N, L, H, P) states.
     """
     N, L, H = u.shape
     x = np.zeros((N,) + Abar.shape, dtype=np.complex128) if x0 is None else np.array(x0, dtype=np.complex128)
@@ -137,6 +138,8 @@ def s4d_recurrence(u: np.ndarray, Abar, Bbar, C, D=None, x0=None, return_states_
         y[:, k] = np.einsum("nhp,hp->nh", x, C2).real
         if k in wanted:
             states[k] = x.copy()
+        if on_state is not None:
+            on_state(k, x)
     if D is not None:
         y = y + D * u
     return y, x, states
