@@ -157,6 +157,7 @@ class Record:
     value: float
     tolerance: float
     verdict: str  # "pass" | "fail"
+    saturations: int | None = None  # fixed-point runs: saturation events in the run this record measured
 
     def as_json(self) -> dict:
         d = dataclasses.asdict(self)

@@ -109,6 +109,9 @@ def pytest_report_header(config):
 def pytest_generate_tests(metafunc):
     st = metafunc.config._s4d
     names = metafunc.fixturenames
+    if "fxp_case_id" in names:
+        ids = st.golden.fxp_case_ids()
+        metafunc.parametrize("fxp_case_id", ids, ids=ids)
     if "golden_case_id" in names:
         ids = st.golden.case_ids()
         marks = {cid: [pytest.mark.slow] if cid.endswith("/long") or cid.startswith("paper/") else [] for cid in ids}
@@ -120,7 +123,11 @@ def pytest_generate_tests(metafunc):
             combos += [pytest.param(n, p, id=f"{n}:{p}") for p in paths]
         metafunc.parametrize("backend_name,path", combos)
     elif "backend_name" in names:
-        metafunc.parametrize("backend_name", st.backend_names)
+        chosen = st.backend_names
+        if "fxp_case_id" in names:  # integer goldens: fixed-point backends (and unavailable ones, to say why)
+            chosen = [n for n in chosen if not st.availability[n].available
+                      or st.backends[n].info().numeric_class == "fixed-point"]
+        metafunc.parametrize("backend_name", chosen)
 
 
 @pytest.fixture

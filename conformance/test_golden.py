@@ -12,7 +12,7 @@ def test_golden_case(backend, backend_name, path, golden_case_id, suite, record)
     info = backend.info()
     tol = tolerance_for(load_tolerances(), info.numeric_class, case.family)
     handle = backend.prepare(case.model)
-    step_logits, layer_y, _ = aligned_run(backend, handle, case.u, path, info)
+    step_logits, layer_y, run = aligned_run(backend, handle, case.u, path, info)
     steps, channels = case.arrays["steps"], case.arrays["channels"]
     who = dict(backend=f"{backend_name}:{path}", case=golden_case_id)
     recs = compare(step_logits[:, -1], case.arrays["logits"], tol, probe="logits", logits=True,
@@ -22,6 +22,9 @@ def test_golden_case(backend, backend_name, path, golden_case_id, suite, record)
         assert layer_y is not None and len(layer_y) == case.n_layers, "backend must return one output per layer"
         for i, y in enumerate(layer_y):
             recs += compare(y[:, steps][:, :, channels], case.arrays[f"layer{i}.y"], tol, probe=f"layer{i}.y", **who)
+    if run.saturations is not None:  # a run that saturated says so in every record of the case
+        for r in recs:
+            r.saturations = sum(run.saturations.values())
     record(recs)
     assert all(r.verdict == "pass" for r in recs), failures_message(recs)
 

@@ -31,6 +31,7 @@ import scipy
 import s4dconf
 
 from .config import NAMED_CONFIGS, get_config
+from .golden_fxp import generate_fxp, load_fxp_checked, verify_fxp
 from .inputs import FAMILIES, make_input
 from .model import S4DModel
 from .modelfile import load_model, params_digest, save_model
@@ -176,10 +177,15 @@ def generate(out_dir: Path = GOLDEN_DIR, configs=None, families=None, log=print)
                 "conv_vs_recurrence_rel_l2": worst,
             })
             log(f"  {cfg_name}/{fam}: L={u.shape[1]} N={u.shape[0]} conv-vs-recurrence rel L2 {worst:.2e}")
-    for f in sorted(out_dir.glob("*.npz")):
-        manifest["files"][f.name] = sha256_file(f)
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    _write_manifest(out_dir, manifest)
+    manifest["fixed_point"] = generate_fxp(GoldenSet(out_dir), out_dir, log=log)
+    _write_manifest(out_dir, manifest)
     return manifest
+
+
+def _write_manifest(out_dir: Path, manifest: dict) -> None:
+    manifest["files"] = {f.name: sha256_file(f) for f in sorted(out_dir.glob("*.npz"))}
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
 @dataclasses.dataclass
@@ -274,6 +280,24 @@ class GoldenSet:
             self._inputs[family] = self._read(self.manifest["inputs"][family]["file"])["u"]
         return self._inputs[family]
 
+    def fxp_model(self, config: str):
+        """The fixed-point golden model of a config (sha256 and digest checked)."""
+        key = ("fxp", config)
+        if key not in self._models:
+            if config not in self.manifest.get("fixed_point", {}).get("models", {}):
+                raise GoldenError(f"no fixed-point golden model for config {config!r}")
+            self._models[key] = load_fxp_checked(self, config)
+        return self._models[key]
+
+    def fxp_case_ids(self) -> list[str]:
+        return [c["id"] for c in self.manifest.get("fixed_point", {}).get("cases", [])]
+
+    def fxp_case(self, case_id: str) -> dict[str, np.ndarray]:
+        for c in self.manifest.get("fixed_point", {}).get("cases", []):
+            if c["id"] == case_id:
+                return self._read(c["file"])
+        raise GoldenError(f"no fixed-point golden case {case_id!r}; known: {', '.join(self.fxp_case_ids())}")
+
     def case_ids(self) -> list[str]:
         return [c["id"] for c in self.manifest["cases"]]
 
@@ -339,4 +363,7 @@ def verify(directory: Path = GOLDEN_DIR, log=print) -> VerifyReport:
                     f"> {CROSS_PLATFORM_RTOL:g}"
                 )
         log(f"  {c['id']}: regenerated, max relative difference {worst_rel:.1e}")
-    return VerifyReport(problems, len(gs.manifest["cases"]), exact, worst_rel, worst_cvr)
+    fxp_problems, n_fxp = verify_fxp(gs, exact)
+    problems += fxp_problems
+    log(f"  {n_fxp} fixed-point cases: integers reproduced exactly" if not fxp_problems else "")
+    return VerifyReport(problems, len(gs.manifest["cases"]) + n_fxp, exact, worst_rel, worst_cvr)

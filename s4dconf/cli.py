@@ -59,6 +59,36 @@ def cmd_model(args) -> int:
     return 0
 
 
+def cmd_quantize(args) -> int:
+    from s4dconf.reference.fixed_point import FxpFormat, save_fxp
+    from s4dconf.reference.inputs import FAMILIES, make_input
+    from s4dconf.reference.modelfile import load_model
+    from s4dconf.reference.npzio import read_npz
+    from s4dconf.reference.quantize import quantize
+    from s4dconf.reference.validate import S4DInputError
+
+    model = load_model(args.model)
+    if args.calib == "default":
+        calib, desc = None, None
+    elif args.calib in FAMILIES:
+        calib, desc = make_input(args.calib, model.config.d_input), f"input family {args.calib!r} (SPEC.md 9)"
+    else:
+        arrays = read_npz(args.calib, "calibration file")
+        if "u" not in arrays:
+            raise S4DInputError(f"calibration file {args.calib} has no array 'u' (N, L, d_input); it has "
+                                f"{sorted(arrays)}")
+        calib, desc = arrays["u"], f"file {Path(args.calib).name}"
+    fmt = FxpFormat(msg_bits=args.msg_bits, state_bits=args.state_bits, weight_bits=args.weight_bits,
+                    coef_bits=args.coef_bits, frac_bits=args.frac_bits, rounding=args.rounding)
+    m = quantize(model, calib, fmt, headroom_bits=args.headroom_bits, calib_description=desc)
+    save_fxp(m, args.out)
+    print(f"wrote {args.out}: {fmt.to_json()}")
+    print(f"  inp_exp {m.inp_exp}, act_exp {list(m.act_exp)}, out_exp {m.out_exp}, w_exp {m.w_exp}")
+    print(f"  calibration: {m.provenance['calibration']['description']}, shape "
+          f"{m.provenance['calibration']['shape']}")
+    return 0
+
+
 def cmd_golden(args) -> int:
     from s4dconf.reference import golden
 
@@ -96,17 +126,25 @@ def run_conformance(backends, json_path: Path, extra=(), quiet=False) -> int:
 
 
 def summarize(records: list[dict]) -> list[tuple]:
-    """Rows (backend, family, cases, failed, worst rel_l2, tolerance, verdict) for the pass/fail matrix."""
+    """Rows (backend, family, cases, failed, saturated cases, worst metric, tolerance, verdict) of the matrix.
+
+    The worst metric is rel_l2 where the family's row bounds it, else the lowest snr_db, else the largest
+    max_abs_int_diff (bit-exact integer goldens)."""
     groups = defaultdict(list)
     for r in records:
         groups[(r["backend"], r["family"])].append(r)
     rows = []
     for (backend, family), recs in sorted(groups.items()):
-        rel = [r for r in recs if r["metric"] == "rel_l2"]
-        worst = max(rel, key=lambda r: float(r["value"])) if rel else None
+        worst = None
+        for metric, pick in (("rel_l2", max), ("snr_db", min), ("max_abs_int_diff", max)):
+            cand = [r for r in recs if r["metric"] == metric]
+            if cand:
+                worst = pick(cand, key=lambda r: float(r["value"]))
+                break
         failed = sum(r["verdict"] != "pass" for r in recs)
-        rows.append((backend, family, len({r["case"] for r in recs}), failed,
-                     f"{float(worst['value']):.2e}" if worst else "-",
+        saturated = len({r["case"] for r in recs if r.get("saturations")})
+        rows.append((backend, family, len({r["case"] for r in recs}), failed, saturated,
+                     f"{worst['metric']} {float(worst['value']):.3g}" if worst else "-",
                      f"{float(worst['tolerance']):g}" if worst else "-",
                      "PASS" if failed == 0 else "FAIL"))
     return rows
@@ -126,8 +164,9 @@ def cmd_check(args) -> int:
         data = json.loads(raw.read_text())
     records = data["records"]
     print()
-    print("conformance matrix (worst relative L2 error per backend and case family):")
-    _print_table([("backend:path", "family", "cases", "failed checks", "worst rel_l2", "tolerance", "verdict")]
+    print("conformance matrix (worst measured error per backend and case family):")
+    _print_table([("backend:path", "family", "cases", "failed checks", "saturated cases", "worst", "tolerance",
+                   "verdict")]
                  + summarize(records))
     n_fail = sum(r["verdict"] != "pass" for r in records)
     print(f"{len(records)} measured checks, {n_fail} failed; pytest exit code {rc}")
@@ -173,6 +212,19 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--out", required=True)
     m.set_defaults(func=cmd_model)
+    q = sub.add_parser("quantize", help="post-training quantisation of a float64 model file (SPEC.md 15)")
+    q.add_argument("model", help="float64 model file (.npz)")
+    q.add_argument("--calib", default="default",
+                   help="'default' (SPEC.md 15.2), an input family name, or an .npz with array u (N, L, d_input)")
+    q.add_argument("--out", required=True, help="fixed-point model file to write")
+    q.add_argument("--frac-bits", type=int, default=12)
+    q.add_argument("--coef-bits", type=int, default=16)
+    q.add_argument("--msg-bits", type=int, default=24)
+    q.add_argument("--state-bits", type=int, default=24)
+    q.add_argument("--weight-bits", type=int, default=8)
+    q.add_argument("--rounding", default="floor", choices=["floor", "half_up"])
+    q.add_argument("--headroom-bits", type=int, default=1)
+    q.set_defaults(func=cmd_quantize)
     g = sub.add_parser("golden", help="generate or verify the golden outputs")
     g.add_argument("action", choices=["generate", "verify"])
     g.add_argument("--dir", default=None, help="golden directory (default: reference/golden)")
