@@ -7,12 +7,16 @@ from __future__ import annotations
 from s4dconf.reference.validate import S4DInputError
 
 from .base import Availability, Backend, BackendInfo, BackendRun, Delays, Session
+from .lava_float import LavaFloatBackend
+from .loihi2 import Loihi2Backend
 from .numpy_fxp import NumpyFxpBackend
 from .reference import ReferenceBackend
 
 REGISTRY: dict[str, type[Backend]] = {
     ReferenceBackend.name: ReferenceBackend,
     NumpyFxpBackend.name: NumpyFxpBackend,
+    LavaFloatBackend.name: LavaFloatBackend,
+    Loihi2Backend.name: Loihi2Backend,
 }
 
 

@@ -107,5 +107,9 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def run(self, handle, u: np.ndarray, path: str) -> BackendRun: ...
 
+    def delays(self, handle) -> Delays:
+        """Delays of a prepared model; by default the static ones of info() (a graph may depend on depth)."""
+        return self.info().delays
+
     def open_session(self, handle, batch: int) -> Session:
         raise NotImplementedError(f"backend {self.name} has no streaming session")

@@ -235,7 +235,7 @@ def pad_for_delay(u: np.ndarray, delay: int) -> np.ndarray:
 def aligned_run(backend, handle, u: np.ndarray, path: str, info):
     """Run a whole batch and return (step_logits, layer_y) aligned with the reference's step indices."""
     L = u.shape[1]
-    d = info.delays
+    d = backend.delays(handle)
     run = backend.run(handle, pad_for_delay(u, d.max), path)
     step_logits = run.step_logits[:, d.logits:d.logits + L]
     layer_y = None

@@ -43,15 +43,18 @@ def pytest_addoption(parser):
 
 class SuiteState:
     def __init__(self, config):
-        names = config.getoption("backend") or list(REGISTRY)
+        named = config.getoption("backend")
         required = config.getoption("require_backend")
-        for name in names + required:
+        for name in named + required:
             if name not in REGISTRY:
                 raise pytest.UsageError(f"unknown backend {name!r}; known: {', '.join(REGISTRY)}")
-        self.backend_names = list(dict.fromkeys(names + required))
         self.required = set(required)
-        self.backends = {n: get_backend(n) for n in self.backend_names}
-        self.availability = {n: b.availability() for n, b in self.backends.items()}
+        self.registered = {n: get_backend(n) for n in REGISTRY}
+        self.availability = {n: b.availability() for n, b in self.registered.items()}
+        # default: every available backend; a backend named (or required) runs, or skips with its reason
+        chosen = named + required if named or required else [n for n in REGISTRY if self.availability[n].available]
+        self.backend_names = list(dict.fromkeys(chosen))
+        self.backends = {n: self.registered[n] for n in self.backend_names}
         self.golden_dir = Path(config.getoption("golden_dir") or GOLDEN_DIR)
         self._golden = None
         self.records: list = []
@@ -93,8 +96,11 @@ def pytest_report_header(config):
         f"scipy {scipy.__version__}, Python {platform.python_version()} on {platform.machine()}",
         f"golden dir: {st.golden_dir}",
     ]
-    for name, b in st.backends.items():
+    for name, b in st.registered.items():
         av = st.availability[name]
+        if name not in st.backends:
+            lines.append(f"backend {name}: not selected ({av})")
+            continue
         if av.available:
             info = b.info()
             lines.append(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from .validate import S4DInputError
 
 FXP_SCHEMA = "s4dconf-model-fixed-point/1"
 ROUNDING_MODES = ("floor", "half_up")
+SHIFT_MIN, SHIFT_MAX = -32, 52  # dense shifts: a right shift past 52 leaves nothing of a 53-bit accumulator
 EXACT_LIMIT = 2**53  # every intermediate stays below this: exact in int64 and in float64 (SPEC.md 14.5)
 
 
@@ -159,10 +161,17 @@ def validate_fxp(m: FxpModel) -> None:
             idx = tuple(int(j) for j in np.argwhere(mag2 >= (1 << (2 * fmt.frac_bits)))[0])
             raise S4DInputError(f"layer{i} Abar{list(idx)} = ({ar[idx]} + {ai[idx]}i) / 2^{fmt.frac_bits} has "
                                 "|Abar| >= 1: the quantised system would not decay")
+    shifts = {"encoder": m.shift_encoder, "decoder": m.shift_decoder,
+              **{f"layer{i} mixer": m.shift_mixer(i) for i in range(cfg.n_layers)}}
+    for name, sh in shifts.items():
+        if not SHIFT_MIN <= sh <= SHIFT_MAX:
+            raise S4DInputError(
+                f"the {name} shift (w_exp + input act_exp - output act_exp) is {sh}, outside [{SHIFT_MIN}, "
+                f"{SHIFT_MAX}] (SPEC.md 14.2): the exponents do not describe a usable dense connection")
     for name, bound in overflow_bounds(m).items():
         if bound >= EXACT_LIMIT:
             raise S4DInputError(
-                f"fixed-point format too wide for exact arithmetic: the bound of {name} is 2^{np.log2(bound):.1f} "
+                f"fixed-point format too wide for exact arithmetic: the bound of {name} is 2^{math.log2(bound):.1f} "
                 f">= 2^53 (SPEC.md 14.5); lower msg_bits/state_bits/coef_bits/weight_bits or the shift")
 
 
@@ -177,7 +186,8 @@ def overflow_bounds(m: FxpModel) -> dict[str, int]:
 
     def dense(fan_in, shift):
         acc = fan_in * Wm * M
-        return acc << max(0, -shift)
+        # a right shift by s adds its rounding offset 2^(s-1) first; a left shift multiplies
+        return acc + (1 << (shift - 1)) if shift > 0 else acc << -shift
 
     bounds = {
         "input scaling": M,

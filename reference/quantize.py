@@ -89,14 +89,16 @@ def quantize_weights(W: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
 
 
 def quantize_coefficient(name: str, z: np.ndarray, fmt: FxpFormat) -> np.ndarray:
-    q = round_half_up(z * 2.0**fmt.frac_bits)
+    # round half up; the range is checked on the floats, before the int64 cast (a huge value would not survive it)
+    q = np.floor(np.asarray(z, dtype=np.float64) * 2.0**fmt.frac_bits + 0.5)
     lo, hi = int_range(fmt.coef_bits)
     if q.size and (q.min() < lo or q.max() > hi):
-        need = math.ceil(math.log2(float(np.max(np.abs(z)))) + fmt.frac_bits + 1) + 1
+        # the smallest signed width b with -2^(b-1) <= q <= 2^(b-1) - 1
+        need = max(max(int(q.max()), 0).bit_length(), max(-int(q.min()) - 1, 0).bit_length()) + 1
         raise S4DInputError(
             f"{name}: max |value| = {float(np.max(np.abs(z))):.4g} does not fit coef_bits={fmt.coef_bits} with "
             f"{fmt.frac_bits} fractional bits; use coef_bits >= {need}")
-    return q
+    return q.astype(np.int64)
 
 
 def stabilise(ar: np.ndarray, ai: np.ndarray, F: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,91 +11,56 @@ Groups:
 
 Everything runs on one core: BLAS/OpenMP pools are limited to 1 thread (threadpoolctl) for the module.
 The figure quoted from the paper for Loihi 2 is context only; nothing here measures a chip.
+The fixed-point engine's streaming step, against this one: test_bench_fixed_point.py.
 """
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from s4dconf.reference.config import get_config
-from s4dconf.reference.model import S4DModel
-
-try:
-    from threadpoolctl import threadpool_limits
-except ImportError:  # the benchmarks still run, on however many threads the BLAS picks
-    threadpool_limits = None
+from ._common import (  # noqa: F401  (one_core: the module's autouse fixture)
+    SEQ_LEN,
+    STREAM_ROUNDS,
+    STREAM_WARMUP,
+    inputs,
+    mean_seconds,
+    model,
+    one_core,
+    stream_feeder,
+    stream_figures,
+)
 
 pytestmark = [pytest.mark.benchmark]
 
 CONV_BATCH = 64
-SEQ_LEN = 784  # sequential MNIST: 28 x 28 pixels, one per step
 CONV_ROUNDS = {"paper": 3, "loihi-profile": 5}  # one paper forward at batch 64 takes ~1-2 s on one core
-STREAM_ROUNDS = 6 * SEQ_LEN  # timed tokens per streaming benchmark (six whole sequences)
-STREAM_WARMUP = 200
 
 QUOTED_SOURCE = "Meyer et al. 2024 profiling run, 1-layer H=128 P=4 model on 6 Loihi 2 cores (quoted, not measured here)"
 QUOTED_CHIP_STEP_US = {"loihi-profile": 31.0}
 GOAL_US_PER_TOKEN = {"loihi-profile": 31.0, "paper": 100.0}  # the issue's goals, one CPU core, batch 1
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_core():
-    """Limit BLAS/OpenMP thread pools to 1 for the whole module; yields what to record in extra_info."""
-    if threadpool_limits is None:
-        yield {"threads": None, "threads_note": "threadpoolctl not importable: BLAS/OpenMP threads not limited"}
-        return
-    with threadpool_limits(limits=1):
-        yield {"threads": 1}
-
-
-def _model(name: str) -> S4DModel:
-    return S4DModel.create(get_config(name), seed=0)
-
-
-def _inputs(seed: int, shape) -> np.ndarray:
-    """Pixel-like inputs in [0, 1): bounded, so the (stable) states stay bounded."""
-    return np.random.default_rng(seed).uniform(0.0, 1.0, size=shape)
-
-
-def _mean_seconds(benchmark):
-    """Mean seconds per call, or None when nothing was timed (--benchmark-disable)."""
-    stats = getattr(benchmark, "stats", None)
-    inner = getattr(stats, "stats", None)
-    mean = getattr(inner, "mean", None)
-    return mean if mean else None
-
-
 def _conv_throughput(benchmark, one_core, name):
-    model = _model(name)
-    u = _inputs(0, (CONV_BATCH, SEQ_LEN, model.config.d_input))
+    m = model(name)
+    u = inputs(0, (CONV_BATCH, SEQ_LEN, m.config.d_input))
     benchmark.extra_info.update(config=name, mode="conv", batch=CONV_BATCH, L=SEQ_LEN, **one_core)
-    out = benchmark.pedantic(model.forward, args=(u,), kwargs={"mode": "conv"},
+    out = benchmark.pedantic(m.forward, args=(u,), kwargs={"mode": "conv"},
                              rounds=CONV_ROUNDS[name], iterations=1, warmup_rounds=1)
-    assert out.logits.shape == (CONV_BATCH, model.config.n_classes)
+    assert out.logits.shape == (CONV_BATCH, m.config.n_classes)
     assert np.isfinite(out.logits).all()
-    mean = _mean_seconds(benchmark)
+    mean = mean_seconds(benchmark)
     if mean is not None:
         benchmark.extra_info["samples_per_s"] = CONV_BATCH / mean
         benchmark.extra_info["tokens_per_s"] = CONV_BATCH * SEQ_LEN / mean
 
 
 def _stream_latency(benchmark, one_core, name):
-    """One `session.step` per timed round. The untimed setup feeds the tokens of a fixed sequence of
-    SEQ_LEN pixel-like inputs in order and resets the session after each whole sequence, as when streaming
-    sMNIST digits one after another: the state is always that of a real stream, never left to decay for
-    tens of thousands of steps (where float64 subnormals would slow any CPU down)."""
-    model = _model(name)
-    session = model.session(1)
-    tokens = _inputs(1, (SEQ_LEN, 1, model.config.d_input))
-    pos = [0]
-
-    def next_token():
-        k = pos[0]
-        if k == SEQ_LEN:
-            session.reset()
-            k = 0
-        pos[0] = k + 1
-        return (tokens[k],), {}
+    """One `session.step` per timed round; the untimed setup feeds the tokens of a fixed sequence of SEQ_LEN
+    pixel-like inputs in order and resets the session after each whole sequence (`_common.stream_feeder`)."""
+    m = model(name)
+    session = m.session(1)
+    tokens = inputs(1, (SEQ_LEN, 1, m.config.d_input))
+    next_token = stream_feeder(session, tokens)
 
     info = {"config": name, "mode": "stream", "batch": 1, "seq_len": SEQ_LEN, **one_core}
     if name in QUOTED_CHIP_STEP_US:
@@ -106,19 +71,16 @@ def _stream_latency(benchmark, one_core, name):
     benchmark.extra_info.update(info)
     logits = benchmark.pedantic(session.step, setup=next_token, rounds=STREAM_ROUNDS, iterations=1,
                                 warmup_rounds=STREAM_WARMUP)
-    assert logits.shape == (1, model.config.n_classes)
+    assert logits.shape == (1, m.config.n_classes)
     assert np.isfinite(logits).all()
     assert all(np.isfinite(x).all() for x in session.get_state()["x"])
-    mean = _mean_seconds(benchmark)
-    if mean is not None:
-        st = benchmark.stats.stats
-        benchmark.extra_info["us_per_token"] = mean * 1e6
-        benchmark.extra_info["us_per_token_median"] = st.median * 1e6
-        benchmark.extra_info["us_per_token_min"] = st.min * 1e6
-        benchmark.extra_info["tokens_per_s"] = 1.0 / mean
+    figures = stream_figures(benchmark)
+    if figures:
+        benchmark.extra_info.update({k: figures[k] for k in (
+            "us_per_token", "us_per_token_median", "us_per_token_min", "tokens_per_s")})
         if name in GOAL_US_PER_TOKEN:
             # the median: on a shared machine a few preempted rounds inflate the mean, not the median
-            benchmark.extra_info["meets_goal"] = bool(st.median * 1e6 <= GOAL_US_PER_TOKEN[name])
+            benchmark.extra_info["meets_goal"] = bool(figures["us_per_token_median"] <= GOAL_US_PER_TOKEN[name])
 
 
 @pytest.mark.benchmark(group="conv-throughput")

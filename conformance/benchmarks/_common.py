@@ -1,0 +1,81 @@
+"""Shared by the benchmark modules: the one-thread fixture, models, inputs, the streaming feeder, timing figures.
+
+A module uses the fixture by importing it (`from ._common import one_core`); it is module-scoped and autouse,
+so every benchmark of that module runs with BLAS/OpenMP pools limited to 1 thread.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+from s4dconf.reference.config import get_config
+from s4dconf.reference.model import S4DModel
+
+try:
+    from threadpoolctl import threadpool_limits
+except ImportError:  # the benchmarks still run, on however many threads the BLAS picks
+    threadpool_limits = None
+
+SEQ_LEN = 784  # sequential MNIST: 28 x 28 pixels, one per step
+STREAM_ROUNDS = 6 * SEQ_LEN  # timed tokens per streaming benchmark (six whole sequences)
+STREAM_WARMUP = 200
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_core():
+    """Limit BLAS/OpenMP thread pools to 1 for the whole module; yields what to record in extra_info."""
+    if threadpool_limits is None:
+        yield {"threads": None, "threads_note": "threadpoolctl not importable: BLAS/OpenMP threads not limited"}
+        return
+    with threadpool_limits(limits=1):
+        yield {"threads": 1}
+
+
+@functools.lru_cache(maxsize=None)
+def model(name: str) -> S4DModel:
+    """The float64 model of a named config, seed 0 (shared by the benchmarks; sessions do not change it)."""
+    return S4DModel.create(get_config(name), seed=0)
+
+
+def inputs(seed: int, shape) -> np.ndarray:
+    """Pixel-like inputs in [0, 1): bounded, so the (stable) states stay bounded."""
+    return np.random.default_rng(seed).uniform(0.0, 1.0, size=shape)
+
+
+def mean_seconds(benchmark):
+    """Mean seconds per call, or None when nothing was timed (--benchmark-disable)."""
+    stats = getattr(benchmark, "stats", None)
+    inner = getattr(stats, "stats", None)
+    mean = getattr(inner, "mean", None)
+    return mean if mean else None
+
+
+def stream_feeder(session, tokens: np.ndarray):
+    """pedantic setup: the tokens (T, N, d_input) of a fixed sequence in order, one per round, resetting the
+    session after each whole sequence, as when streaming sMNIST digits one after another: the state is always
+    that of a real stream, never left to decay for tens of thousands of steps (where float64 subnormals would
+    slow any CPU down)."""
+    pos = [0]
+
+    def next_token():
+        k = pos[0]
+        if k == len(tokens):
+            session.reset()
+            k = 0
+        pos[0] = k + 1
+        return (tokens[k],), {}
+
+    return next_token
+
+
+def stream_figures(benchmark, batch: int = 1) -> dict:
+    """Per-step figures of a streaming benchmark (empty when nothing was timed): us_per_token is one step of all
+    N streams (mean; also median and min), us_per_token_per_stream that divided by N, tokens_per_s = N / mean."""
+    mean = mean_seconds(benchmark)
+    if mean is None:
+        return {}
+    st = benchmark.stats.stats
+    return {"us_per_token": mean * 1e6, "us_per_token_median": st.median * 1e6, "us_per_token_min": st.min * 1e6,
+            "us_per_token_per_stream": mean * 1e6 / batch, "tokens_per_s": batch / mean}
