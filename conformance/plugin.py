@@ -14,7 +14,7 @@ import pytest
 import scipy
 
 import s4dconf
-from s4dconf.backends import REGISTRY, get_backend
+from s4dconf.backends import REGISTRY, Backend, get_backend
 from s4dconf.reference.golden import GOLDEN_DIR, GoldenSet
 
 from .harness import skiplist_for
@@ -51,8 +51,9 @@ class SuiteState:
         self.required = set(required)
         self.registered = {n: get_backend(n) for n in REGISTRY}
         self.availability = {n: b.availability() for n, b in self.registered.items()}
-        # default: every available backend; a backend named (or required) runs, or skips with its reason
-        chosen = named + required if named or required else [n for n in REGISTRY if self.availability[n].available]
+        # default: every available backend; --backend narrows to the named ones; --require-backend adds one
+        # that must be available. A named or required backend that is absent skips (or fails) with its reason.
+        chosen = (named or [n for n in REGISTRY if self.availability[n].available]) + required
         self.backend_names = list(dict.fromkeys(chosen))
         self.backends = {n: self.registered[n] for n in self.backend_names}
         self.golden_dir = Path(config.getoption("golden_dir") or GOLDEN_DIR)
@@ -103,9 +104,11 @@ def pytest_report_header(config):
             continue
         if av.available:
             info = b.info()
+            delays = ("per model (see its delays())" if type(b).delays is not Backend.delays
+                      else f"layers={info.delays.layers} logits={info.delays.logits}")
             lines.append(
                 f"backend {name}: {info.numeric_class}, version {info.version}, device {info.device}, "
-                f"paths {'/'.join(info.paths)}, delays layers={info.delays.layers} logits={info.delays.logits}"
+                f"paths {'/'.join(info.paths)}, delays {delays}"
             )
         else:
             lines.append(f"backend {name}: {av}" + (" (REQUIRED)" if name in st.required else ""))
