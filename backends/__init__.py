@@ -8,6 +8,7 @@ from s4dconf.reference.validate import S4DInputError
 
 from .base import Availability, Backend, BackendInfo, BackendRun, Delays, Session
 from .lava_float import LavaFloatBackend
+from .lava_fxp import LavaFxpBackend
 from .loihi2 import Loihi2Backend
 from .numpy_fxp import NumpyFxpBackend
 from .reference import ReferenceBackend
@@ -15,6 +16,7 @@ from .reference import ReferenceBackend
 REGISTRY: dict[str, type[Backend]] = {
     ReferenceBackend.name: ReferenceBackend,
     NumpyFxpBackend.name: NumpyFxpBackend,
+    LavaFxpBackend.name: LavaFxpBackend,
     LavaFloatBackend.name: LavaFloatBackend,
     Loihi2Backend.name: Loihi2Backend,
 }

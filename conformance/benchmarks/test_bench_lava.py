@@ -1,0 +1,63 @@
+"""Lava's cost per time step for lava-fxp next to numpy-fxp on the same fixed-point model, in one run.
+
+A Lava run has a fixed cost (compile, fork every process, start, stop: ~0.4 s) plus a cost per step. The per-step
+figure is the marginal one: (t(L2) - t(L1)) / (L2 - L1) from two runs of different lengths, so the fixed cost
+cancels. numpy-fxp is timed per step on the same model and inputs. Skips with the reason without lava-nc.
+The guide's target: the fixed-point emulator at least 100x faster per step than the Lava fixed-point simulator.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from s4dconf.backends.lava_runtime import lava_availability
+from s4dconf.backends.numpy_fxp import run_fxp
+from s4dconf.reference.quantize import quantize
+
+from ._common import inputs, mean_seconds, model, one_core  # noqa: F401
+
+pytestmark = [pytest.mark.benchmark]
+
+L_SHORT, L_LONG = 64, 256
+GOAL_SPEEDUP = 100.0
+
+
+@pytest.fixture(scope="module")
+def lava_fxp():
+    ok, reason = lava_availability()
+    if not ok:
+        pytest.skip(f"lava-fxp benchmark needs lava-nc: {reason}")
+    from s4dconf.backends import get_backend
+
+    return get_backend("lava-fxp")
+
+
+@pytest.mark.slow
+@pytest.mark.benchmark(group="lava-vs-numpy-fxp-step")
+@pytest.mark.parametrize("name", ["loihi-profile", "small"])
+def test_lava_fxp_cost_per_step(benchmark, one_core, lava_fxp, name):  # noqa: F811
+    m = quantize(model(name))
+    u = inputs(3, (1, L_LONG, m.config.d_input))
+
+    def lava_seconds(L):
+        t0 = time.perf_counter()
+        lava_fxp.run_integers(m, u[:, :L])
+        return time.perf_counter() - t0
+
+    t_short = lava_seconds(L_SHORT)
+    result = benchmark.pedantic(lava_fxp.run_integers, args=(m, u), rounds=1, iterations=1)
+    assert result.step_logits.shape[:2] == (1, L_LONG)  # bit-exactness is the conformance suite's job
+    t0 = time.perf_counter()
+    reps = 5
+    for _ in range(reps):
+        run_fxp(m, u)
+    numpy_step_us = (time.perf_counter() - t0) / (reps * L_LONG) * 1e6
+    t_long = mean_seconds(benchmark) or lava_seconds(L_LONG)
+    lava_step_us = (t_long - t_short) / (L_LONG - L_SHORT) * 1e6
+    benchmark.extra_info.update(
+        config=name, batch=1, backend="lava-fxp", steps=(L_SHORT, L_LONG), **one_core,
+        lava_fixed_cost_s=t_short - L_SHORT * lava_step_us * 1e-6, lava_us_per_step=lava_step_us,
+        numpy_fxp_us_per_step=numpy_step_us, speedup_numpy_over_lava=lava_step_us / numpy_step_us,
+        goal_speedup=GOAL_SPEEDUP, meets_goal=bool(lava_step_us / numpy_step_us >= GOAL_SPEEDUP))

@@ -1,0 +1,238 @@
+"""The Lava backends beyond the golden cases (SPEC.md 16.2, 16.3): lava-fxp is bit-exact with numpy-fxp on a case
+that saturates (every integer and every saturation count), refuses what its graph cannot run, and no Lava process
+outlives a run, whether it succeeds, fails or times out."""
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from s4dconf.backends.lava_runtime import LavaRunError, lava_availability, run_isolated
+
+_LAVA_OK, _LAVA_REASON = lava_availability()
+if not _LAVA_OK:
+    pytest.skip(f"lava-nc not available: {_LAVA_REASON}", allow_module_level=True)
+
+from s4dconf.backends import REGISTRY  # noqa: E402
+from s4dconf.backends.lava_float import lava_delays  # noqa: E402
+from s4dconf.backends.lava_fxp import LavaFxpBackend, saturation_names  # noqa: E402
+from s4dconf.backends.numpy_fxp import run_fxp  # noqa: E402
+from s4dconf.conformance.harness import pad_for_delay  # noqa: E402
+from s4dconf.reference.config import ModelConfig  # noqa: E402
+from s4dconf.reference.fixed_point import FxpFormat  # noqa: E402
+from s4dconf.reference.model import S4DModel  # noqa: E402
+from s4dconf.reference.quantize import quantize  # noqa: E402
+from s4dconf.reference.validate import S4DInputError  # noqa: E402
+
+CFG = ModelConfig(name="lava-meta", H=4, P=3, n_layers=2, n_classes=3)
+
+
+@pytest.fixture(scope="module")
+def float_model():
+    return S4DModel.create(CFG, 1)
+
+
+@pytest.fixture(scope="module")
+def loud_input():
+    """Far beyond the calibrated range (a constant and a square wave of amplitude 1000), then quiet: inputs,
+    states and messages clamp, then recover."""
+    k = np.arange(40)
+    u = np.stack([np.full(40, 1e3), 1e3 * np.sign(np.sin(k / 2.0))]).reshape(2, 40, 1)
+    u[:, 30:] = 0.0
+    return u
+
+
+# ---------------------------------------------------------------- bit-exact with numpy-fxp
+
+
+@pytest.mark.parametrize("rounding", ["floor", "half_up"])
+def test_lava_fxp_is_bit_exact_with_numpy_fxp_when_saturating(float_model, loud_input, rounding):
+    m = quantize(float_model, fmt=FxpFormat(msg_bits=12, state_bits=12, rounding=rounding))
+    backend = LavaFxpBackend(timeout_s=120)
+    handle = backend.prepare(m)
+    d = backend.delays(handle)
+    assert d == lava_delays(CFG.n_layers)
+    u = pad_for_delay(loud_input, d.max)  # the same input for both: counts cover the same steps
+    got, want = backend.run_integers(handle, u), run_fxp(m, u)
+    T = u.shape[1]
+    assert got.step_logits.shape == want.step_logits.shape and got.step_logits.dtype == np.int64
+    assert np.array_equal(got.step_logits[:, d.logits:], want.step_logits[:, :T - d.logits])
+    assert not got.step_logits[:, :d.logits].any(), "nothing reaches the logits before the pipeline fills"
+    for i, (y, y_ref) in enumerate(zip(got.layer_y, want.layer_y)):
+        assert np.array_equal(y[:, d.layer(i):], y_ref[:, :T - d.layer(i)]), f"layer{i}.y differs"
+    assert list(got.saturations) == saturation_names(CFG.n_layers)
+    assert got.saturations == want.saturations
+    clamped = {k for k, v in got.saturations.items() if v}
+    assert {"input", "layer0.state"} <= clamped and len(clamped) >= 3, (
+        f"the case must saturate in several places, got {got.saturations}")
+
+
+# ---------------------------------------------------------------- refusals
+
+
+def test_lava_fxp_is_registered_after_numpy_fxp():
+    names = list(REGISTRY)
+    assert names.index("lava-fxp") == names.index("numpy-fxp") + 1 and "lava-float" in names
+    info = LavaFxpBackend().info()
+    assert (info.numeric_class, info.paths, info.streaming, info.exposes_state) == (
+        "fixed-point", ("lava",), False, False)
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(use_D=True), "no D path"),
+    (dict(readout="mean"), "readout 'last'"),
+])
+def test_lava_fxp_refuses_graphs_it_cannot_build(change, message):
+    model = S4DModel.create(CFG.replace(**change), 0)
+    with pytest.raises(S4DInputError, match=message):
+        LavaFxpBackend().prepare(model)
+
+
+def test_lava_fxp_refuses_messages_wider_than_a_graded_spike(float_model):
+    m = quantize(float_model, fmt=FxpFormat(msg_bits=32))
+    with pytest.raises(S4DInputError, match="Loihi 2 graded spikes carry 24 bits"):
+        LavaFxpBackend().prepare(m)
+    assert LavaFxpBackend().prepare(quantize(float_model, fmt=FxpFormat(msg_bits=24))).fmt.msg_bits == 24
+
+
+def test_lava_fxp_refuses_other_objects():
+    with pytest.raises(S4DInputError, match="FxpModel"):
+        LavaFxpBackend().prepare(np.zeros(3))
+
+
+# ---------------------------------------------------------------- runtime hygiene (SPEC.md 16.3)
+
+
+def _processes() -> list[tuple[int, int, int, str]]:
+    """(pid, ppid, pgrp, state) of every process visible in /proc."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        out.append((int(entry), int(fields[1]), int(fields[2]), fields[0]))
+    return out
+
+
+def _leftovers(pgid: int | None) -> list:
+    """Children of this process (live or unreaped), and live processes of the job's process group. A killed
+    worker that is already a zombie under init has exited: reaping it is init's business, not a leak."""
+    me = os.getpid()
+    return [p for p in _processes()
+            if p[1] == me or (pgid is not None and p[2] == pgid and p[3] not in ("Z", "X"))]
+
+
+def _assert_no_leftovers(pgid: int | None, within_s: float = 5.0) -> None:
+    """Nothing left after at most within_s (SIGKILL and reaping take a moment)."""
+    deadline = time.monotonic() + within_s
+    while (left := _leftovers(pgid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, f"processes left behind (pid, ppid, pgrp, state): {left}"
+
+
+def _start_lava(num_steps: int, blocking: bool):
+    """A small fixed-point Lava graph (source -> connection -> neuron -> sink), started; returns its sink."""
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
+
+    from s4dconf.backends.lava_procs.process import FxpConnection, FxpNeuron
+
+    src = Source(data=np.arange(8, dtype=np.int64).reshape(2, 4))
+    conn = FxpConnection(weights=np.array([[1, 2], [3, -4]]))
+    neuron = FxpNeuron(shape=(2,), shift=1, relu=False, msg_bits=8, rounding="floor")
+    sink = Sink(shape=(2,), buffer=num_steps)
+    src.s_out.connect(conn.s_in)
+    conn.a_out.connect(neuron.a_in)
+    neuron.s_out.connect(sink.a_in)
+    sink.run(condition=RunSteps(num_steps=num_steps, blocking=blocking), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+    return sink
+
+
+def _group_size() -> int:
+    return sum(1 for p in _processes() if p[2] == os.getpgid(0))
+
+
+def _job_ok():
+    sink = _start_lava(6, blocking=True)
+    try:
+        return os.getpid(), _group_size(), sink.data.get()
+    finally:
+        sink.stop()
+
+
+def _job_raises(pid_file):
+    _start_lava(10**6, blocking=False)
+    with open(pid_file, "w") as f:
+        f.write(f"{os.getpid()} {_group_size()}")
+    raise ValueError("boom inside the Lava job")
+
+
+def _job_hangs(pid_file):
+    _start_lava(10**6, blocking=False)
+    with open(pid_file, "w") as f:
+        f.write(f"{os.getpid()} {_group_size()}")
+    time.sleep(120)
+
+
+def _read_pid_file(path) -> tuple[int, int]:
+    pgid, size = (int(v) for v in path.read_text().split())
+    return pgid, size
+
+
+def test_no_process_outlives_a_successful_run():
+    pgid, size, data = run_isolated(_job_ok, (), timeout_s=120, what="hygiene run")
+    assert size > 1, "the job should have started Lava workers in its process group"
+    # the integer graph ran: step t records clip(floor(W s(t - 1) / 2)), 0 at the first step
+    src, W = np.arange(8).reshape(2, 4), np.array([[1, 2], [3, -4]])
+    want = np.zeros((2, 6), dtype=np.int64)
+    for t in range(1, 6):
+        want[:, t] = np.clip((W @ src[:, (t - 1) % 4]) >> 1, -128, 127)
+    assert np.array_equal(data, want)
+    _assert_no_leftovers(pgid)
+
+
+def test_no_process_outlives_a_failing_run(tmp_path):
+    pid_file = tmp_path / "pid"
+    with pytest.raises(LavaRunError, match="ValueError: boom inside the Lava job"):
+        run_isolated(_job_raises, (str(pid_file),), timeout_s=120, what="failing run")
+    pgid, size = _read_pid_file(pid_file)
+    assert size > 1, "the job should have started Lava workers in its process group"
+    _assert_no_leftovers(pgid)
+
+
+def test_a_hung_run_times_out_and_leaves_nothing(tmp_path):
+    pid_file = tmp_path / "pid"
+    t0 = time.monotonic()
+    with pytest.raises(LavaRunError, match=r"did not finish within 2 s"):
+        run_isolated(_job_hangs, (str(pid_file),), timeout_s=2, what="hung run")
+    assert time.monotonic() - t0 < 20
+    pgid, size = _read_pid_file(pid_file)
+    assert size > 1, "the job should have started Lava workers in its process group"
+    _assert_no_leftovers(pgid)
+
+
+def test_the_leftover_check_sees_a_job_that_is_not_killed(tmp_path, monkeypatch):
+    """Negative control: without the group kill, a failed job's Lava workers stay alive, and the check says so."""
+    from s4dconf.backends import lava_runtime
+
+    monkeypatch.setattr(lava_runtime, "_kill_group", lambda pgid: None)
+    pid_file = tmp_path / "pid"
+    with pytest.raises(LavaRunError, match="boom"):
+        run_isolated(_job_raises, (str(pid_file),), timeout_s=120, what="unkilled run")
+    pgid, _ = _read_pid_file(pid_file)
+    try:
+        assert _leftovers(pgid), "the job's workers should still be running"
+        with pytest.raises(AssertionError, match="processes left behind"):
+            _assert_no_leftovers(pgid, within_s=0.5)
+    finally:
+        os.killpg(pgid, signal.SIGKILL)
+        os.waitpid(pgid, 0)  # the job's own process is this process's child
+    _assert_no_leftovers(pgid)
