@@ -15,14 +15,10 @@ import numpy as np
 
 from s4dconf.reference.validate import S4DInputError, as_input_sequence
 
-from .base import Availability, Backend, BackendInfo, BackendRun, Delays
-from .lava_runtime import DEFAULT_TIMEOUT_S, lava_availability, run_isolated
+from .base import BackendRun
+from .lava_runtime import LavaSimBackend, run_isolated
 
 MSG_BITS_FLOAT = 24  # graded spikes: Dense/Sparse pass values (num_message_bits > 0), not binary spikes
-
-
-def lava_delays(n_layers: int) -> Delays:
-    return Delays(layers=tuple(3 + 3 * i for i in range(n_layers)), logits=3 * n_layers + 2)
 
 
 def fan_out(n: int, P: int) -> np.ndarray:
@@ -84,23 +80,10 @@ def _float_job(model, u: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     return logits, ys
 
 
-class LavaFloatBackend(Backend):
+class LavaFloatBackend(LavaSimBackend):
     name = "lava-float"
-
-    def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S):
-        self.timeout_s = timeout_s
-
-    def availability(self) -> Availability:
-        ok, reason = lava_availability()
-        return Availability(ok, reason)
-
-    def info(self) -> BackendInfo:
-        import importlib.metadata
-
-        return BackendInfo(name=self.name, numeric_class="float64",
-                           version=f"lava-nc {importlib.metadata.version('lava-nc')} (Loihi2SimCfg, floating_pt)",
-                           device="cpu (Lava simulator)", paths=("lava",),
-                           delays=Delays(layers=0, logits=0), streaming=False, exposes_state=False)
+    numeric_class = "float64"
+    tag = "floating_pt"
 
     def prepare(self, model):
         from s4dconf.reference.model import S4DModel
@@ -112,9 +95,6 @@ class LavaFloatBackend(Backend):
         if model.config.readout != "last":
             raise S4DInputError("lava-float: the Lava graph reads out the last step (readout 'last') only")
         return model
-
-    def delays(self, handle) -> Delays:
-        return lava_delays(handle.config.n_layers)
 
     def run(self, handle, u, path):
         u = as_input_sequence(u, handle.config.d_input)

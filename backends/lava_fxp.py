@@ -28,9 +28,8 @@ from s4dconf.reference.fixed_point import FxpModel
 from s4dconf.reference.fixed_point_literal import quantize_input
 from s4dconf.reference.validate import S4DInputError, as_input_sequence
 
-from .base import Availability, Backend, BackendInfo, BackendRun, Delays
-from .lava_float import lava_delays
-from .lava_runtime import DEFAULT_TIMEOUT_S, lava_availability, run_isolated
+from .base import BackendRun
+from .lava_runtime import LavaSimBackend, lava_delays, run_isolated
 from .numpy_fxp import FxpRun, NumpyFxpBackend
 
 LAVA_MSG_BITS = 24  # Loihi 2 graded spikes carry 24 bits
@@ -134,23 +133,10 @@ def _ints(a) -> np.ndarray:
     return r
 
 
-class LavaFxpBackend(Backend):
+class LavaFxpBackend(LavaSimBackend):
     name = "lava-fxp"
-
-    def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S):
-        self.timeout_s = timeout_s
-
-    def availability(self) -> Availability:
-        ok, reason = lava_availability()
-        return Availability(ok, reason)
-
-    def info(self) -> BackendInfo:
-        import importlib.metadata
-
-        return BackendInfo(name=self.name, numeric_class="fixed-point",
-                           version=f"lava-nc {importlib.metadata.version('lava-nc')} (Loihi2SimCfg, fixed_pt)",
-                           device="cpu (Lava simulator)", paths=("lava",),
-                           delays=Delays(layers=0, logits=0), streaming=False, exposes_state=False)
+    numeric_class = "fixed-point"
+    tag = "fixed_pt"
 
     @staticmethod
     def _check_graph(cfg) -> None:
@@ -177,9 +163,6 @@ class LavaFxpBackend(Backend):
             raise S4DInputError(f"lava-fxp: msg_bits = {model.fmt.msg_bits}, but Loihi 2 graded spikes carry "
                                 f"{LAVA_MSG_BITS} bits (SPEC.md 16.2); quantise with msg_bits <= {LAVA_MSG_BITS}")
         return model
-
-    def delays(self, handle) -> Delays:
-        return lava_delays(handle.config.n_layers)
 
     def run_integers(self, handle: FxpModel, u) -> FxpRun:
         """The integer outputs at the backend's own indices and the saturation counts over the input steps."""

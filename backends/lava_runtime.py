@@ -13,6 +13,8 @@ import traceback
 
 from s4dconf.reference.validate import S4DInputError
 
+from .base import Availability, Backend, BackendInfo, Delays
+
 LAVA_VERSION = "0.10"  # the lava-nc release line this code is written and tested against
 DEFAULT_TIMEOUT_S = 600.0
 
@@ -94,3 +96,30 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def lava_delays(n_layers: int) -> Delays:
+    """Delays of the Lava graph (SPEC.md 16.1): +1 per Dense/Sparse-like connection, 0 per neuron."""
+    return Delays(layers=tuple(3 + 3 * i for i in range(n_layers)), logits=3 * n_layers + 2)
+
+
+class LavaSimBackend(Backend):
+    """What the Lava simulator backends share: availability, per-model delays, metadata, the run timeout."""
+
+    numeric_class = ""
+    tag = ""
+
+    def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S):
+        self.timeout_s = timeout_s
+
+    def availability(self) -> Availability:
+        ok, reason = lava_availability()
+        return Availability(ok, reason)
+
+    def info(self) -> BackendInfo:
+        return BackendInfo(name=self.name, numeric_class=self.numeric_class,
+                           version=f"lava-nc {importlib.metadata.version('lava-nc')} (Loihi2SimCfg, {self.tag})",
+                           device="cpu (Lava simulator)", paths=("lava",), streaming=False, exposes_state=False)
+
+    def delays(self, handle) -> Delays:
+        return lava_delays(handle.config.n_layers)

@@ -18,8 +18,8 @@ from s4dconf.reference.fixed_point import FxpModel
 from s4dconf.reference.validate import S4DInputError
 
 from .base import Availability, Backend, BackendInfo, BackendRun
-from .lava_float import fan_out, lava_delays
-from .lava_runtime import DEFAULT_TIMEOUT_S, lava_availability, run_isolated
+from .lava_float import fan_out
+from .lava_runtime import DEFAULT_TIMEOUT_S, lava_availability, lava_delays, run_isolated
 
 LAVA_LOIHI_COMPILER = "lava.magma.compiler.subcompilers.nc.ncproc_compiler"
 NXCORE = "nxcore"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
 
 from s4dconf.backends.lava_runtime import lava_availability

@@ -15,7 +15,7 @@ if not _LAVA_OK:
     pytest.skip(f"lava-nc not available: {_LAVA_REASON}", allow_module_level=True)
 
 from s4dconf.backends import REGISTRY  # noqa: E402
-from s4dconf.backends.lava_float import lava_delays  # noqa: E402
+from s4dconf.backends.lava_runtime import lava_delays  # noqa: E402
 from s4dconf.backends.lava_fxp import LavaFxpBackend, saturation_names  # noqa: E402
 from s4dconf.backends.numpy_fxp import run_fxp  # noqa: E402
 from s4dconf.conformance.harness import pad_for_delay  # noqa: E402

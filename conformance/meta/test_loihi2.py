@@ -6,7 +6,6 @@ import pytest
 
 from s4dconf.backends.lava_runtime import lava_availability
 from s4dconf.backends.loihi2 import LAVA_LOIHI_COMPILER, NXCORE, chip_parameters, hardware_availability
-from s4dconf.reference.fixed_point import FxpFormat
 from s4dconf.reference.golden import GoldenSet
 from s4dconf.reference.validate import S4DInputError
 
