@@ -91,3 +91,25 @@ def test_chip_graph_builds_in_lava():
     src, sink, probes = build_chip_graph(m, np.zeros((2, 5, 1), dtype=np.int64))
     assert sink.a_in.shape == (2 * m.config.n_classes,)
     assert [p.a_in.shape for p in probes] == [(2 * m.config.H,)] * m.config.n_layers
+
+
+def _fake_version(version):
+    def fake(name):
+        if version is None:
+            import importlib.metadata
+
+            raise importlib.metadata.PackageNotFoundError(name)
+        return version
+    return fake
+
+
+@pytest.mark.parametrize("version,message", [
+    (None, "lava-nc is not installed in this environment; run the Lava backends with `tox -e lava`"),
+    ("0.9.0", "lava-nc 0.9.0 is installed, this code supports 0.10.x; use `tox -e lava`"),
+])
+def test_lava_missing_or_other_version_names_the_tox_env(monkeypatch, version, message):
+    import s4dconf.backends.lava_runtime as lr
+
+    monkeypatch.setattr(lr.importlib.metadata, "version", _fake_version(version))
+    ok, reason = lr.lava_availability()
+    assert not ok and message in reason
