@@ -12,10 +12,15 @@ from .lava_fxp import LavaFxpBackend
 from .loihi2 import Loihi2Backend
 from .numpy_fxp import NumpyFxpBackend
 from .reference import ReferenceBackend
+from .torch_backends import TorchConvBackend, TorchConvF64Backend, TorchRecBackend, TorchRecF64Backend
 
 REGISTRY: dict[str, type[Backend]] = {
     ReferenceBackend.name: ReferenceBackend,
     NumpyFxpBackend.name: NumpyFxpBackend,
+    TorchRecBackend.name: TorchRecBackend,
+    TorchConvBackend.name: TorchConvBackend,
+    TorchRecF64Backend.name: TorchRecF64Backend,
+    TorchConvF64Backend.name: TorchConvF64Backend,
     LavaFxpBackend.name: LavaFxpBackend,
     LavaFloatBackend.name: LavaFloatBackend,
     Loihi2Backend.name: Loihi2Backend,

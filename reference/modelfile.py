@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,26 @@ from .validate import S4DInputError
 MODEL_SCHEMA = "s4dconf-model-float64/1"
 
 
-def save_model(model: S4DModel, path: str | Path) -> None:
+def save_model(model: S4DModel, path: str | Path, record: dict | None = None) -> None:
+    """Write the model; `record` (JSON-able: how it was made, e.g. the training record) goes in "__record__"."""
     arrays = dict(model.params)
     arrays["__schema__"] = np.array(MODEL_SCHEMA)
     arrays["__config__"] = np.array(model.config.to_json())
+    if record is not None:
+        arrays["__record__"] = np.array(json.dumps(record, sort_keys=True))
     write_npz(path, arrays)
+
+
+def load_record(path: str | Path) -> dict:
+    """The "__record__" of a model file (float64 or fixed-point), {} when it has none."""
+    arrays = read_npz(path, "model file")
+    for key in ("__record__", "__provenance__"):
+        if key in arrays:
+            try:
+                return json.loads(read_str(arrays, key, path, "model file"))
+            except json.JSONDecodeError as e:
+                raise S4DInputError(f"model file {path}: {key} is not valid JSON: {e}") from None
+    return {}
 
 
 def load_model(path: str | Path) -> S4DModel:

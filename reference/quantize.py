@@ -127,6 +127,26 @@ def quantize(model: S4DModel, calib: np.ndarray | None = None, fmt: FxpFormat | 
     fb = lambda v, bits: frac_bits_for(v, bits, headroom_bits)  # noqa: E731
     act_exp = [min(fb(r["h"][i], M), fb(r["x"][i], S), fb(r["o"][i], M), fb(r["y"][i], M))
                for i in range(cfg.n_layers)] + [fb(r["h"][-1], M)]
+    arrays, w_exp = quantize_arrays(model, fmt)
+    provenance = {
+        "method": "post-training quantisation (SPEC.md section 15)",
+        "source_params_sha256": params_digest(model),
+        "calibration": {
+            "description": calib_description or "user-supplied",
+            "shape": list(calib.shape),
+            "sha256": hashlib.sha256(np.ascontiguousarray(calib).tobytes()).hexdigest(),
+            "ranges": r,
+        },
+        "headroom_bits": headroom_bits,
+        "s4dconf": s4dconf.__version__,
+    }
+    return FxpModel(config=cfg, fmt=fmt, inp_exp=fb(r["u"], M), act_exp=tuple(act_exp),
+                    out_exp=fb(r["logits"], M), arrays=arrays, w_exp=w_exp, provenance=provenance)
+
+
+def quantize_arrays(model: S4DModel, fmt: FxpFormat) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """The integer arrays and weight exponents of a float64 model (the value rules of the module docstring).
+    Shared by PTQ and QAFT, whose forward pass and export must use the same integers."""
     arrays, w_exp = {}, {}
     arrays["encoder.W"], w_exp["encoder"] = quantize_weights(model.params["encoder.W"], fmt.weight_bits)
     for i, layer in enumerate(model.layers):
@@ -142,17 +162,4 @@ def quantize(model: S4DModel, calib: np.ndarray | None = None, fmt: FxpFormat | 
             arrays[f"layer{i}.D"] = quantize_coefficient(f"layer{i} D", layer.D, fmt)
         arrays[f"layer{i}.W"], w_exp[f"layer{i}"] = quantize_weights(layer.W, fmt.weight_bits)
     arrays["decoder.W"], w_exp["decoder"] = quantize_weights(model.params["decoder.W"], fmt.weight_bits)
-    provenance = {
-        "method": "post-training quantisation (SPEC.md section 15)",
-        "source_params_sha256": params_digest(model),
-        "calibration": {
-            "description": calib_description or "user-supplied",
-            "shape": list(calib.shape),
-            "sha256": hashlib.sha256(np.ascontiguousarray(calib).tobytes()).hexdigest(),
-            "ranges": r,
-        },
-        "headroom_bits": headroom_bits,
-        "s4dconf": s4dconf.__version__,
-    }
-    return FxpModel(config=cfg, fmt=fmt, inp_exp=fb(r["u"], M), act_exp=tuple(act_exp),
-                    out_exp=fb(r["logits"], M), arrays=arrays, w_exp=w_exp, provenance=provenance)
+    return arrays, w_exp

@@ -190,6 +190,90 @@ def cmd_run(args) -> int:
     return rc_golden or rc_check
 
 
+def cmd_data(args) -> int:
+    """`data list`: every dataset, found (sizes, source) or where it looked; `data show NAME`: one split's numbers."""
+    import logging
+
+    import numpy as np
+
+    from s4dconf.reference.validate import S4DInputError
+    from s4dconf.training import datasets as ds
+
+    # the one-time decode of an image archive takes seconds: say so on stderr while this command runs
+    handler, level = logging.StreamHandler(sys.stderr), ds.log.level
+    ds.log.addHandler(handler)
+    ds.log.setLevel(logging.INFO)
+    try:
+        if args.action == "list":
+            dirs = ds.resolve_data_dir(args.data_dir)
+            rows, failed = [("dataset", "L x d_input", "train", "test", "source")], False
+            for name in ds.DATASETS:
+                sizes, notes, looked = {}, [], ()
+                for split in ds.SPLITS:
+                    try:
+                        got = ds.load_dataset(name, split, args.data_dir)
+                        sizes[split] = len(got)
+                        notes.append(got.meta["source"] + (" (lossy: JPEG)" if got.meta["lossy"] else ""))
+                    except ds.DatasetNotFound as e:
+                        notes.append(f"{split} not found")
+                        looked = e.looked_in
+                    except S4DInputError as e:
+                        failed = True
+                        notes.append(f"{split}: error: {str(e).splitlines()[0]}")
+                where = "; ".join(dict.fromkeys(notes))
+                if len(looked) and all(n.endswith(" not found") for n in notes):
+                    where = "not found; looked in " + ", ".join(map(str, looked))
+                length, d_input = ds.SHAPES[name]
+                rows.append((name, f"{length} x {d_input}", sizes.get("train", "-"), sizes.get("test", "-"), where))
+            _print_table(rows)
+            print(f"data directories searched: {', '.join(map(str, dirs))} (--data-dir, else ${ds.ENV_VAR}, "
+                  "else the defaults)")
+            return 2 if failed else 0
+        got = ds.load_dataset(args.name, args.split, args.data_dir)
+        means = got.x.reshape(-1, got.d_input).mean(axis=0) * got.scale
+        rows = [("field", "value"), ("dataset", f"{got.name} ({got.split})"), ("sequences", len(got)),
+                ("x (N, L, d_input)", f"{got.x.shape} {got.x.dtype}, inputs = x * {got.scale:.6g}"),
+                ("label histogram", " ".join(str(int(c)) for c in np.bincount(got.y, minlength=got.n_classes))),
+                ("pixel mean", f"{means.mean():.4f}" + (f" (per input {', '.join(f'{m:.4f}' for m in means)})"
+                                                          if got.d_input > 1 else ""))]
+        for key, value in got.meta.items():
+            items = value.items() if isinstance(value, dict) else [("", value)]
+            rows += [(f"{key} {k}".strip(), ", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in items]
+        _print_table(rows)
+        return 0
+    finally:
+        ds.log.removeHandler(handler)
+        ds.log.setLevel(level)
+
+
+def cmd_train(args) -> int:
+    """Train a recipe's float model, then PTQ and QAFT (SPEC.md 18): writes <out-dir>/<recipe>-<stage>.npz."""
+    from s4dconf.backends.torch_backends import choose_device
+    from s4dconf.training.recipes import make_models
+
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("max_steps", args.max_steps), ("seed", args.seed))
+                 if v is not None}
+    log = make_models(args.recipe, args.out_dir, stages=args.stage, data_dir=args.data_dir,
+                      device=choose_device(args.device), resume=args.resume, progress=not args.quiet, **overrides)
+    for stage in args.stage:
+        rec = log.get(stage, {})
+        acc = rec.get("test_accuracy_training_forward")
+        print(f"{args.recipe}-{stage}: " + (f"test accuracy {acc:.4f} (training forward pass)" if acc is not None
+                                            else "written") + f" -> {Path(args.out_dir) / f'{args.recipe}-{stage}.npz'}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    """The accuracy table: each model file x backend on the full test split (SPEC.md 18.4)."""
+    from s4dconf.training.accuracy import accuracy_table, write_table
+
+    table = accuracy_table(args.dataset, Path(args.models), args.data_dir, args.limit, args.backend or None)
+    j, m = write_table(table, args.out)
+    print(Path(m).read_text())
+    print(f"wrote {j} and {m}")
+    return 0
+
+
 def _print_table(rows) -> None:
     rows = [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -239,6 +323,38 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="the main job: golden verify + conformance of every available backend")
     r.add_argument("--out", default="reports/out", help="output directory (default: reports/out)")
     r.set_defaults(func=cmd_run)
+    d = sub.add_parser("data", help="training datasets: list them (found or where it looked), or show one split")
+    dsub = d.add_subparsers(dest="action", required=True)
+    dlist = dsub.add_parser("list", help="each dataset: found with train/test sizes and source, or where it looked")
+    dshow = dsub.add_parser("show", help="one split: counts, label histogram, pixel mean, source, lossy flag, hashes")
+    dshow.add_argument("name", help="dataset name (see `s4dconf data list`)")
+    dshow.add_argument("--split", default="train", choices=["train", "test"])
+    for dp in (dlist, dshow):
+        dp.add_argument("--data-dir", default=None, help="data directory (default: $S4DCONF_DATA, else "
+                        "<repository>/../shared/data); holds mnist/ and cifar10/")
+    d.set_defaults(func=cmd_data)
+    from s4dconf.training.accuracy import MODELS_DIR
+
+    t = sub.add_parser("train", help="train a recipe (float), quantise it (PTQ) and fine-tune it (QAFT)")
+    t.add_argument("recipe", help="sdigits, smnist, paper-smnist, paper-psmnist, paper-scifar")
+    t.add_argument("--stage", nargs="+", default=["float", "ptq", "qaft"], choices=["float", "ptq", "qaft"])
+    t.add_argument("--out-dir", default="models-out", help="where the model files and <recipe>.log.json go")
+    t.add_argument("--epochs", type=int, default=None, help="override the recipe's float epochs")
+    t.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps per stage")
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--resume", action="store_true", help="continue the float stage from <out-dir>/<recipe>-float.ckpt")
+    t.add_argument("--device", default=None, help="auto | cpu | cuda (default: $S4DCONF_TORCH_DEVICE, else auto)")
+    t.add_argument("--data-dir", default=None)
+    t.add_argument("-q", "--quiet", action="store_true")
+    t.set_defaults(func=cmd_train)
+    e = sub.add_parser("eval", help="the accuracy table (JSON + Markdown): model files x backends, full test split")
+    e.add_argument("--dataset", nargs="+", default=["sdigits"], help="datasets (default: sdigits)")
+    e.add_argument("--models", default=str(MODELS_DIR), help="folder of <dataset>-<float|ptq|qaft>.npz")
+    e.add_argument("--backend", action="append", default=[], help="restrict to these columns (repeatable)")
+    e.add_argument("--limit", type=int, default=None, help="first N test samples only (labelled as a subset)")
+    e.add_argument("--out", default="reports/accuracy", help="output folder (default: reports/accuracy)")
+    e.add_argument("--data-dir", default=None)
+    e.set_defaults(func=cmd_eval)
     return p
 
 

@@ -68,6 +68,36 @@ def test_lava_fxp_is_bit_exact_with_numpy_fxp_when_saturating(float_model, loud_
         f"the case must saturate in several places, got {got.saturations}")
 
 
+def _smnist_sample() -> tuple[np.ndarray, str]:
+    """MNIST test digit 0 as 784 steps when the data is found; else a fixed synthetic 784-step input in [0, 1]."""
+    from s4dconf.training.datasets import DatasetNotFound, load_dataset
+
+    try:
+        return load_dataset("smnist", "test").inputs(slice(0, 1)), "MNIST test digit 0"
+    except DatasetNotFound:
+        u = np.random.default_rng(7).uniform(0.0, 1.0, (1, 784, 1)) * (np.arange(784) % 28 > 14)[None, :, None]
+        return u, "synthetic 784-step input (MNIST not found)"
+
+
+def test_lava_fxp_is_bit_exact_on_a_full_smnist_sample_of_the_shipped_model():
+    """The shipped QAFT sMNIST model, one whole 784-step sample: every integer and saturation count as numpy-fxp."""
+    from s4dconf.reference.fixed_point import load_fxp
+    from s4dconf.training.accuracy import shipped_model
+
+    m = load_fxp(shipped_model("smnist", "qaft"))
+    u, source = _smnist_sample()
+    backend = LavaFxpBackend(timeout_s=300)
+    handle = backend.prepare(m)
+    d = backend.delays(handle)
+    u = pad_for_delay(u, d.max)
+    got, want = backend.run_integers(handle, u), run_fxp(m, u)
+    T = u.shape[1]
+    assert np.array_equal(got.step_logits[:, d.logits:], want.step_logits[:, :T - d.logits]), source
+    for i, (y, y_ref) in enumerate(zip(got.layer_y, want.layer_y)):
+        assert np.array_equal(y[:, d.layer(i):], y_ref[:, :T - d.layer(i)]), f"layer{i}.y differs ({source})"
+    assert got.saturations == want.saturations, source
+
+
 # ---------------------------------------------------------------- refusals
 
 

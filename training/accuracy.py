@@ -1,0 +1,173 @@
+"""The accuracy table (SPEC.md section 18.4): rows dataset x {float, PTQ, QAFT}, columns backends, every cell
+measured on the dataset's full test split (or an explicitly labelled subset) and tied to the model file's sha256.
+
+    accuracy = #{argmax(logits at the last step, after the backend's declared delay) == label} / #samples
+
+A float model runs on the float backends (reference, torch-rec, torch-conv, lava-float); a fixed-point model on
+the integer ones (numpy-fxp, lava-fxp). A cell that is not measured says why. The paper's numbers are kept apart,
+labelled "quoted".
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from s4dconf.reference.fixed_point import FXP_SCHEMA, load_fxp
+from s4dconf.reference.modelfile import MODEL_SCHEMA, load_model, load_record
+from s4dconf.reference.npzio import read_npz, read_str
+from s4dconf.reference.validate import S4DInputError
+
+from .datasets import load_dataset
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+KINDS = ("float", "ptq", "qaft")
+COLUMNS = {"float": ("reference", "torch-rec", "torch-conv", "lava-float"), "ptq": ("numpy-fxp", "lava-fxp"),
+           "qaft": ("numpy-fxp", "lava-fxp")}
+# The Lava simulator costs ~2.5 ms per time step (SPEC.md 16.5); a full test split is hours of simulation.
+LAVA_MAX_STEPS = 200_000
+QUOTED = [
+    {"claim": "accuracy after quantisation to Loihi 2 precision stays within about 1 to 3 points of the float model; "
+              "PTQ loses more on sCIFAR, QAFT recovers most of it", "source": "paper abstract (claim 4)"},
+    {"claim": "sCIFAR float 86.5 %, PTQ 71.7 %, QAFT 84.1 %", "source": "a secondary source (unverified)"},
+]
+
+
+def shipped_model(dataset: str, kind: str) -> Path:
+    return MODELS_DIR / f"{dataset}-{kind}.npz"
+
+
+def load_any(path: str | Path):
+    """A float64 (S4DModel) or fixed-point (FxpModel) model file, by its schema."""
+    schema = read_str(read_npz(path, "model file"), "__schema__", path, "model file")
+    if schema == MODEL_SCHEMA:
+        return load_model(path)
+    if schema == FXP_SCHEMA:
+        return load_fxp(path)
+    raise S4DInputError(f"model file {path} has unknown schema {schema!r}")
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@dataclasses.dataclass
+class Cell:
+    accuracy: float | None
+    n: int
+    seconds: float | None = None
+    note: str = ""  # why not measured, or what subset
+
+
+def measure(backend, model, ds, limit: int | None = None, batch: int = 500) -> Cell:
+    """Accuracy of one backend on ds (the first `limit` samples when given), batch by batch."""
+    from s4dconf.conformance.harness import aligned_run
+
+    n = len(ds.y) if limit is None else min(limit, len(ds.y))
+    handle = backend.prepare(model)
+    info = backend.info()
+    path = info.paths[0]
+    t0 = time.perf_counter()
+    correct = 0
+    for a in range(0, n, batch):
+        sel = np.arange(a, min(n, a + batch))
+        logits, _, _ = aligned_run(backend, handle, ds.inputs(sel), path, info)
+        correct += int((np.argmax(logits[:, -1], axis=1) == ds.y[sel]).sum())
+    note = "" if n == len(ds.y) else f"first {n} of {len(ds.y)} test samples"
+    return Cell(correct / n, n, round(time.perf_counter() - t0, 1), note)
+
+
+def accuracy_table(datasets=("sdigits",), models_dir: Path = MODELS_DIR, data_dir=None, limit: int | None = None,
+                   backends=None, progress=print) -> dict:
+    """Measure every (dataset, kind, backend) cell for the model files `<dataset>-<kind>.npz` in models_dir."""
+    from s4dconf.backends import get_backend
+
+    rows = []
+    for name in datasets:
+        ds = load_dataset(name, "test", data_dir)
+        for kind in KINDS:
+            path = Path(models_dir) / f"{name}-{kind}.npz"
+            row = {"dataset": name, "kind": kind, "model_file": str(path.name), "cells": {}}
+            if not path.is_file():
+                row["note"] = f"no model file {path}"
+                rows.append(row)
+                continue
+            row["model_sha256"] = file_sha256(path)
+            row["record"] = _summary(load_record(path))
+            model = load_any(path)
+            for col in COLUMNS[kind]:
+                if backends is not None and col not in backends:
+                    continue
+                b = get_backend(col)
+                av = b.availability()
+                n = len(ds.y) if limit is None else min(limit, len(ds.y))
+                if not av.available:
+                    cell = Cell(None, 0, note=f"not available: {av.reason}")
+                elif col.startswith("lava") and n * ds.length > LAVA_MAX_STEPS:
+                    cell = Cell(None, 0, note=f"not run: {n} samples x {ds.length} steps on the Lava simulator "
+                                              f"(~2.5 ms/step, SPEC.md 16.5) exceeds the {LAVA_MAX_STEPS} step budget")
+                else:
+                    cell = measure(b, model, ds, limit)
+                progress(f"{name:8s} {kind:5s} {col:11s} "
+                         + (f"{cell.accuracy:.4f} ({cell.n} samples, {cell.seconds} s)" if cell.accuracy is not None
+                            else cell.note))
+                row["cells"][col] = dataclasses.asdict(cell)
+            rows.append(row)
+    return {"schema": "s4dconf-accuracy/1", "rows": rows, "quoted": QUOTED,
+            "columns": sorted({c for cols in COLUMNS.values() for c in cols}, key=_col_order)}
+
+
+def _col_order(c):
+    order = ["reference", "torch-rec", "torch-conv", "numpy-fxp", "lava-float", "lava-fxp"]
+    return order.index(c) if c in order else len(order)
+
+
+def _summary(record: dict) -> dict:
+    keep = ("kind", "method", "dataset", "epochs_done", "steps_done", "seconds", "git_commit", "params_sha256",
+            "source_params_sha256", "start_params_sha256", "test_accuracy_training_forward")
+    return {k: record[k] for k in keep if k in record}
+
+
+def to_markdown(table: dict) -> str:
+    cols = table["columns"]
+    lines = ["# Accuracy (measured)", "",
+             "Each cell: accuracy on the full test split (unless the note says otherwise), argmax of the last-step "
+             "logits. `-`: not applicable (float models run on float backends, fixed-point models on integer "
+             "backends). Model files by sha256 (first 12 hex digits).", "",
+             "| dataset | model | sha256 | " + " | ".join(cols) + " |", "|" + "---|" * (3 + len(cols))]
+    notes = []
+    for row in table["rows"]:
+        cells = []
+        for c in cols:
+            cell = row["cells"].get(c)
+            if cell is None:
+                cells.append("-")
+            elif cell["accuracy"] is None:
+                notes.append(f"{row['dataset']} {row['kind']} {c}: {cell['note']}")
+                cells.append(f"n/m [{len(notes)}]")
+            else:
+                mark = ""
+                if cell["note"]:
+                    notes.append(f"{row['dataset']} {row['kind']} {c}: {cell['note']}")
+                    mark = f" [{len(notes)}]"
+                cells.append(f"{100 * cell['accuracy']:.2f} %{mark}")
+        lines.append(f"| {row['dataset']} | {row['kind']} | {row.get('model_sha256', 'missing')[:12]} | "
+                     + " | ".join(cells) + " |")
+    if notes:
+        lines += ["", "Notes (n/m = not measured):", ""] + [f"[{i + 1}] {n}" for i, n in enumerate(notes)]
+    lines += ["", "## Quoted from the paper (not measured here)", ""]
+    lines += [f"- {q['claim']} ({q['source']}, quoted)" for q in table["quoted"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(table: dict, out_dir: str | Path) -> tuple[Path, Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    j, m = out_dir / "accuracy.json", out_dir / "accuracy.md"
+    j.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+    m.write_text(to_markdown(table))
+    return j, m
