@@ -37,6 +37,9 @@ def pytest_addoption(parser):
     g.addoption("--conformance-json", default=None, metavar="PATH",
                 help="write every measured record (case, metric, value, tolerance, verdict) to PATH")
     g.addoption("--max-examples", type=int, default=None, help="hypothesis examples per property")
+    g.addoption("--bench-set", choices=["full", "smoke"], default="full",
+                help="benchmarks: the full set (configs paper and loihi-profile, L 784 and 1024, batch 1/8/64) or the "
+                     "smoke set CI compares (loihi-profile, L 784, batch 1/8/64, few rounds)")
     g.addoption("--derandomize", action="store_true", default=None,
                 help="derandomise hypothesis (on by default when the CI environment variable is set)")
 
@@ -229,4 +232,39 @@ def pytest_benchmark_update_machine_info(config, machine_info):
                             for pool in threadpool_info()]
         except Exception as e:  # noqa: BLE001 - introspection must never fail a benchmark run
             info["blas"] = f"threadpool_info() failed: {type(e).__name__}: {e}"
+    info.update(_device_info())
     machine_info["s4dconf"] = info
+
+
+def _device_info() -> dict:
+    """CPU model, torch and CUDA/GPU versions (when torch is importable), Lava's version (when installed)."""
+    import importlib.metadata
+    import platform
+
+    out = {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            out["cpu"] = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                              out["cpu"])
+    except OSError:
+        pass
+    for dist in ("torch", "lava-nc"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    if out["torch"] != "not installed":
+        import torch
+
+        out["cuda"] = torch.version.cuda or "none (CPU build)"
+        out["gpus"] = ([torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+                       if torch.cuda.is_available() else [])
+        if out["gpus"]:
+            try:
+                import pynvml
+
+                pynvml.nvmlInit()
+                out["gpu_driver"] = pynvml.nvmlSystemGetDriverVersion()
+            except Exception as e:  # noqa: BLE001 - the driver version is context, never a reason to fail
+                out["gpu_driver"] = f"unknown ({type(e).__name__})"
+    return out

@@ -178,16 +178,77 @@ def cmd_check(args) -> int:
 
 
 def cmd_run(args) -> int:
-    """The main job on the embedded default: verify goldens, check every available backend, write the report."""
+    """The main job on the embedded default: goldens, conformance of every available backend, the accuracy table of
+    the shipped models, the benchmark smoke set, the resource counts, the claims and the report."""
+    import dataclasses
+
+    from s4dconf.training.accuracy import MODELS_DIR
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print("[1/2] golden verify")
-    rc_golden = cmd_golden(argparse.Namespace(action="verify", dir=None, verbose=False))
-    print("[2/2] conformance of every available backend")
-    check_json = out / "conformance.json"
-    rc_check = cmd_check(argparse.Namespace(backend=[], json=str(check_json), pytest_args=[], quiet=True))
-    print(f"\nreport: {check_json}")
-    return rc_golden or rc_check
+    models = Path(args.models or MODELS_DIR)
+    steps = ["golden verify", "conformance of every available backend", "accuracy table", "benchmark smoke set",
+             "operation and resource counts", "claims", "report"]
+    t_all = time.perf_counter()
+    rcs = {}
+
+    def step(k, fn):
+        t0 = time.perf_counter()
+        print(f"\n[{k + 1}/{len(steps)}] {steps[k]} ...", flush=True)
+        rc = fn()
+        rcs[steps[k]] = rc
+        print(f"[{k + 1}/{len(steps)}] {steps[k]}: {'ok' if not rc else f'exit code {rc}'} "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+
+    step(0, lambda: cmd_golden(argparse.Namespace(action="verify", dir=None, verbose=False)))
+    step(1, lambda: cmd_check(argparse.Namespace(backend=[], json=str(out / "conformance.json"), pytest_args=[],
+                                                 quiet=True)))
+    step(2, lambda: cmd_eval(argparse.Namespace(dataset=args.dataset, models=str(models), data_dir=None, limit=None,
+                                                backend=[], out=str(out / "accuracy"))))
+    bench_json = out / "benchmark-smoke.json"
+    step(3, lambda: subprocess.call([sys.executable, "-m", "pytest", "-q", "-m", "benchmark",
+                                     str(_conformance_dir() / "benchmarks" / "test_bench_modes.py"),
+                                     "--bench-set", "smoke", "--benchmark-json", str(bench_json), "-p",
+                                     "no:cacheprovider"]))
+
+    def resources():
+        from s4dconf.reports.resources import write_resources
+
+        write_resources(out, models, args.dataset)
+        return 0
+
+    step(4, resources)
+
+    def claims():
+        from s4dconf.reports.claims import default_benchmark_files, evaluate, to_markdown
+
+        files = [bench_json] + [f for f in default_benchmark_files() if f.parent.name == "benchmarks"]
+        verdicts = evaluate(files, out / "accuracy" / "accuracy.json")
+        (out / "claims.json").write_text(json.dumps([dataclasses.asdict(v) for v in verdicts], indent=1) + "\n")
+        for v in verdicts:
+            print(f"  {v.id:25s} {v.verdict}")
+        return 0
+
+    step(5, claims)
+
+    def report():
+        from s4dconf.reports.report import build_report
+        from s4dconf.reports.claims import default_benchmark_files
+
+        resources_md = out / "resources.md"
+        html, md = build_report(
+            out, conformance_json=out / "conformance.json", accuracy_json=out / "accuracy" / "accuracy.json",
+            benchmark_jsons=[bench_json] + [f for f in default_benchmark_files() if f.parent.name == "benchmarks"],
+            claims_json=out / "claims.json",
+            resources={"markdown": resources_md.read_text()} if resources_md.is_file() else None)
+        print(f"  report: {html}\n  markdown: {md}")
+        return 0
+
+    step(6, report)
+    failed = [k for k, rc in rcs.items() if rc]
+    print(f"\ndone in {time.perf_counter() - t_all:.0f} s; " + (f"FAILED: {', '.join(failed)}" if failed else
+                                                               "every step ok") + f"\nreport: {out / 'report.html'}")
+    return 1 if failed else 0
 
 
 def cmd_data(args) -> int:
@@ -274,6 +335,26 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_claims(args) -> int:
+    """Every claim of reports/claims.toml with its verdict, computed from measured JSON only (SPEC.md 21)."""
+    import dataclasses
+
+    from s4dconf.reports.claims import default_benchmark_files, evaluate
+
+    files = args.bench or default_benchmark_files()
+    verdicts = evaluate(files, args.accuracy)
+    rows = [("claim", "verdict", "note")]
+    for v in verdicts:
+        rows.append((v.id, v.verdict, (v.note or "")[:110]))
+    _print_table(rows)
+    print(f"\nfrom {len(files)} benchmark file(s): {', '.join(Path(f).name for f in files) or 'none'}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps([dataclasses.asdict(v) for v in verdicts], indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
 def _print_table(rows) -> None:
     rows = [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -320,8 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-q", "--quiet", action="store_true")
     c.add_argument("pytest_args", nargs="*", help="extra pytest arguments after --")
     c.set_defaults(func=cmd_check)
-    r = sub.add_parser("run", help="the main job: golden verify + conformance of every available backend")
+    r = sub.add_parser("run", help="the main job: goldens, conformance, accuracy, benchmark smoke set, claims, report")
     r.add_argument("--out", default="reports/out", help="output directory (default: reports/out)")
+    r.add_argument("--dataset", nargs="+", default=["sdigits"],
+                   help="datasets of the accuracy table (default: sdigits, the embedded one; add smnist with MNIST)")
+    r.add_argument("--models", default=None, help="folder of the model files (default: the shipped models)")
     r.set_defaults(func=cmd_run)
     d = sub.add_parser("data", help="training datasets: list them (found or where it looked), or show one split")
     dsub = d.add_subparsers(dest="action", required=True)
@@ -355,6 +439,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default="reports/accuracy", help="output folder (default: reports/accuracy)")
     e.add_argument("--data-dir", default=None)
     e.set_defaults(func=cmd_eval)
+    cl = sub.add_parser("claims", help="the paper's claims (reports/claims.toml), each with a verdict from measurements")
+    cl.add_argument("--bench", nargs="*", default=None,
+                    help="pytest-benchmark JSON files (default: reports/benchmarks/*.json and reports/out/benchmark*.json)")
+    cl.add_argument("--accuracy", default=None, help="accuracy.json (default: reports/out/accuracy, else reports/accuracy)")
+    cl.add_argument("--json", default=None, help="write the verdicts as JSON here")
+    cl.set_defaults(func=cmd_claims)
+    from s4dconf.reports.compare import register as register_bench
+
+    register_bench(sub)
+    from s4dconf.reports.report import register as register_report
+
+    register_report(sub)
     return p
 
 

@@ -1,0 +1,184 @@
+"""Streaming versus whole-sample benchmarks of every available backend (the paper's two modes; SPEC.md section 20).
+
+    pytest -m benchmark conformance/benchmarks/test_bench_modes.py --benchmark-json reports/benchmarks/NAME.json
+    ... --bench-set smoke        # what CI compares: loihi-profile, L=784, batch 1, 8 and 64, few rounds
+
+Groups (extra_info: backend, mode, path, device, dtype, batch, L, config, model_sha256, threads):
+  stream        `session.step(u_t)` at batch 1: one token per timed call, numpy in and out (what a streaming user
+                sees), the session reset after each whole sequence of L tokens; us_per_token, tokens_per_s.
+                torch-rec on CUDA also through its captured CUDA graph (path cuda-graph).
+  whole-sample  `backend.run(handle, u, path)` on a batch of whole sequences, for each evaluation path:
+                samples_per_s, tokens_per_s (= batch L / seconds).
+Configs paper and loihi-profile, L = 784 (sMNIST) and 1024 (sCIFAR), batch 1, 8, 64; float backends get the
+float64 model of (config, seed 0), fixed-point ones its default PTQ. CPU backends run on one thread. The Lava
+simulator is benchmarked apart (test_bench_lava.py: its per-step cost is milliseconds). The chip's step time for
+loihi-profile is quoted from the paper (quoted_* fields), never measured here.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+from s4dconf.backends import REGISTRY, get_backend
+from s4dconf.reference.modelfile import params_digest
+from s4dconf.reports.energy import energy_extra_info, measure, meter_for
+
+from ._common import inputs, mean_seconds, model, one_core, stream_figures  # noqa: F401
+
+pytestmark = [pytest.mark.benchmark]
+
+QUOTED_SOURCE = "Meyer et al. 2024 profiling run, 1-layer H=128 P=4 model on 6 Loihi 2 cores (quoted, not measured here)"
+QUOTED_CHIP_STEP_US = {"loihi-profile": 31.0}
+BENCH_BACKENDS = ("reference", "numpy-fxp", "torch-rec", "torch-conv")  # float64, integer, and the paper's GPU modes
+SETS = {
+    "full": {"configs": ("loihi-profile", "paper"), "lengths": (784, 1024), "batches": (1, 8, 64),
+             "stream_sequences": 4, "rounds": 3},
+    "smoke": {"configs": ("loihi-profile",), "lengths": (784,), "batches": (1, 8, 64), "stream_sequences": 1,
+              "rounds": 2},
+}
+
+
+def _available() -> list[str]:
+    return [n for n in BENCH_BACKENDS if n in REGISTRY and get_backend(n).availability().available]
+
+
+def pytest_generate_tests(metafunc):
+    # a run with --benchmark-disable executes each benchmark once as a test: the smoke set is enough for that
+    disabled = metafunc.config.getoption("benchmark_disable", False)
+    bench_set = SETS["smoke" if disabled else metafunc.config.getoption("--bench-set")]
+    if "bench_case" not in metafunc.fixturenames:
+        return
+    streaming = metafunc.function.__name__ == "test_stream"
+    cases = []
+    for name in _available():
+        info = get_backend(name).info()
+        if streaming and not info.streaming:
+            continue
+        paths = (["default"] + (["cuda-graph"] if "cuda-graph" in info.paths else [])) if streaming else info.paths
+        for cfg in bench_set["configs"]:
+            for L in bench_set["lengths"]:
+                for path in paths:
+                    for batch in ((1,) if streaming else bench_set["batches"]):
+                        cases.append(pytest.param((name, path, cfg, L, batch, bench_set),
+                                                  id=f"{name}:{path}-{cfg}-L{L}-b{batch}"))
+    metafunc.parametrize("bench_case", cases)
+
+
+@functools.lru_cache(maxsize=None)
+def _prepared(name: str, cfg: str):
+    backend = get_backend(name)
+    return backend, backend.prepare(model(cfg))
+
+
+def _extra(backend, path, cfg, L, batch, mode, one_core) -> dict:
+    info = backend.info()
+    out = {"backend": backend.name, "mode": mode, "path": path, "device": info.device, "dtype": info.numeric_class,
+           "batch": batch, "L": L, "config": cfg, "model_sha256": params_digest(model(cfg)), **one_core}
+    if info.numeric_class == "fixed-point":
+        out["model_note"] = "the float64 model's default PTQ (SPEC.md 15)"
+    if cfg in QUOTED_CHIP_STEP_US:
+        out.update(quoted_chip_step_us=QUOTED_CHIP_STEP_US[cfg], quoted_source=QUOTED_SOURCE)
+    return out
+
+
+def _torch_threads_one():
+    try:
+        import torch
+    except ImportError:
+        return None
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    return lambda: torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def torch_one_thread():
+    restore = _torch_threads_one()
+    yield
+    if restore:
+        restore()
+
+
+def _sync(backend):
+    if backend.name.startswith("torch") and "cuda" in backend.info().device:
+        import torch
+
+        torch.cuda.synchronize()
+
+
+ENERGY_MIN_SECONDS = 2.0  # an energy span long enough for counters of ms / mJ resolution
+
+
+def _energy(benchmark, backend, fn, args, tokens_per_call: int, samples_per_call: float):
+    """Energy of the timed call, measured over repeated calls after the timing (never estimated): energy_* fields
+    of SPEC.md 20 when the device has a meter, else energy = "not measured: <reason>"."""
+    meter = meter_for("cuda" if "cuda" in backend.info().device else "cpu")
+    mean = mean_seconds(benchmark)
+    ok, _ = meter.available()
+    if not ok or mean is None:
+        benchmark.extra_info.update(energy_extra_info(None, None, 0, 0, meter))
+        return
+    calls = max(1, int(ENERGY_MIN_SECONDS / mean))
+
+    def repeat():
+        for _ in range(calls):
+            fn(*args)
+
+    _, joules, seconds = measure(meter, repeat)
+    benchmark.extra_info.update(energy_extra_info(joules, seconds, calls * tokens_per_call,
+                                                  calls * samples_per_call, meter))
+
+
+def test_stream(benchmark, one_core, bench_case):
+    name, path, cfg, L, batch, bench_set = bench_case
+    backend, handle = _prepared(name, cfg)
+    session = (backend.open_session(handle, batch, graph=True) if path == "cuda-graph"
+               else backend.open_session(handle, batch))
+    d_in = model(cfg).config.d_input
+    tokens = inputs(1, (L, batch, d_in))
+    pos = [0]
+
+    def next_token():  # the tokens of one sequence in order; a reset after each whole sequence (a new stream)
+        if pos[0] == L:
+            session.reset()
+            pos[0] = 0
+        pos[0] += 1
+        return (tokens[pos[0] - 1],), {}
+
+    def step(u):
+        out = session.step(u)
+        _sync(backend)
+        return out
+
+    benchmark.group = f"stream {cfg} L={L}"
+    benchmark.extra_info.update(_extra(backend, path, cfg, L, batch, "stream", one_core))
+    logits = benchmark.pedantic(step, setup=next_token, rounds=bench_set["stream_sequences"] * L, iterations=1,
+                                warmup_rounds=min(200, L))
+    assert logits.shape == (batch, model(cfg).config.n_classes) and np.isfinite(logits).all()
+    figures = stream_figures(benchmark, batch)
+    if figures:
+        benchmark.extra_info.update(figures)
+    _energy(benchmark, backend, step, (tokens[0],), batch, batch / L)
+
+
+def test_whole_sample(benchmark, one_core, bench_case):
+    name, path, cfg, L, batch, bench_set = bench_case
+    backend, handle = _prepared(name, cfg)
+    u = inputs(0, (batch, L, model(cfg).config.d_input))
+
+    def run():
+        out = backend.run(handle, u, path)
+        _sync(backend)
+        return out
+
+    benchmark.group = f"whole-sample {cfg} L={L}"
+    benchmark.extra_info.update(_extra(backend, path, cfg, L, batch, "whole-sample", one_core))
+    out = benchmark.pedantic(run, rounds=bench_set["rounds"], iterations=1, warmup_rounds=1)
+    assert out.step_logits.shape[0] == batch and np.isfinite(out.step_logits[:, -1]).all()
+    mean = mean_seconds(benchmark)
+    if mean is not None:
+        benchmark.extra_info.update(samples_per_s=batch / mean, tokens_per_s=batch * L / mean,
+                                    us_per_sample=mean * 1e6 / batch)
+    _energy(benchmark, backend, run, (), batch * L, batch)

@@ -1,0 +1,256 @@
+"""`s4dconf bench compare` (reports/compare.py): ratios and verdicts of two pytest-benchmark JSON files, machine
+identity, bad files, CLI exit codes, and one end-to-end run of pytest-benchmark twice."""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from s4dconf.reference.validate import S4DInputError
+from s4dconf.reports.compare import (
+    FORCED_NOTE,
+    BenchRun,
+    compare,
+    load_run,
+    machine_differences,
+    machine_key,
+    register,
+    verdict,
+)
+
+MACHINE = {"node": "ci-1", "processor": "x86_64", "machine": "x86_64", "release": "6.1.0", "system": "Linux",
+           "python_version": "3.11.7", "cpu": {"brand_raw": "Intel(R) Xeon(R) Processor", "count": 2}}
+
+
+def bench(fullname, median=None, mean=None, mn=None, stats_key=True, **extra):
+    """One pytest-benchmark entry; median None: not timed (stats None, or absent when stats_key is False)."""
+    b = {"group": None, "name": fullname.split("::")[-1], "fullname": fullname, "params": None, "param": None,
+         "extra_info": extra, "options": {"timer": "perf_counter"}}
+    if median is not None:
+        b["stats"] = {"min": mn if mn is not None else 0.9 * median, "max": 2 * median,
+                      "mean": mean if mean is not None else median, "median": median, "stddev": 0.1 * median,
+                      "rounds": 5, "iterations": 1}
+    elif stats_key:
+        b["stats"] = None
+    return b
+
+
+def write_run(path, benches, machine=MACHINE, **drop):
+    doc = {"machine_info": machine, "commit_info": {"id": "abc123", "dirty": False}, "benchmarks": benches,
+           "datetime": "2026-01-01T00:00:00+00:00", "version": "5.2.3"}
+    for k in drop:
+        doc.pop(k)
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.fixture
+def runs(tmp_path):
+    a = [bench("t.py::test_fast", 1e-3, backend="reference", mode="stream", batch=1, L=784, threads=1),
+         bench("t.py::test_slow", 4e-3, mean=5e-3, mn=3e-3),
+         bench("t.py::test_same", 2e-3),
+         bench("t.py::test_gone", 1e-3),
+         bench("t.py::test_untimed", None)]
+    b = [bench("t.py::test_fast", 3e-3, backend="reference", mode="stream", batch=1, L=784, threads=1),
+         bench("t.py::test_slow", 1e-3, mean=6e-3, mn=2.9e-3),
+         bench("t.py::test_same", 2.2e-3),
+         bench("t.py::test_new", 1e-3),
+         bench("t.py::test_untimed", None, stats_key=False)]
+    return load_run(write_run(tmp_path / "a.json", a)), load_run(write_run(tmp_path / "b.json", b))
+
+
+def rows_by_name(c):
+    return {r.fullname.split("::")[-1]: r for r in c.rows}
+
+
+def test_ratios_and_verdicts(runs):
+    c = compare(*runs)
+    rows = rows_by_name(c)
+    assert rows["test_fast"].ratio == pytest.approx(3e-3 / 1e-3) and rows["test_fast"].verdict == "regression"
+    assert rows["test_slow"].ratio == pytest.approx(1e-3 / 4e-3) and rows["test_slow"].verdict == "improvement"
+    assert rows["test_same"].ratio == pytest.approx(2.2e-3 / 2e-3) and rows["test_same"].verdict == "same"
+    assert rows["test_gone"].verdict == "only in A" and rows["test_gone"].ratio is None
+    assert rows["test_new"].verdict == "only in B" and rows["test_new"].a is None
+    assert rows["test_untimed"].verdict == "not timed" and rows["test_untimed"].ratio is None
+    assert rows["test_fast"].info == {"backend": "reference", "mode": "stream", "batch": 1, "L": 784}
+    assert not c.forced and c.counts() == {"regression": 1, "improvement": 1, "same": 1, "only in A": 1,
+                                           "only in B": 1, "not timed": 1}
+
+
+def test_stat_choice(runs):
+    slow = {s: rows_by_name(compare(*runs, stat=s))["test_slow"] for s in ("mean", "min")}
+    assert slow["mean"].ratio == pytest.approx(6e-3 / 5e-3) and slow["mean"].verdict == "same"
+    assert slow["min"].ratio == pytest.approx(2.9e-3 / 3e-3) and slow["min"].verdict == "same"
+    with pytest.raises(S4DInputError, match="stat must be one of"):
+        compare(*runs, stat="max")
+    for bad in (0, -0.1, float("inf"), float("nan")):
+        with pytest.raises(S4DInputError, match="threshold"):
+            compare(*runs, threshold=bad)
+
+
+@pytest.mark.parametrize("t", [0.25, 1.0, 0.1])
+def test_threshold_edges(t):
+    hi, lo = 1.0 + t, 1.0 / (1.0 + t)
+    assert verdict(hi, t) == "same" and verdict(hi * (1 + 1e-9), t) == "regression"
+    assert verdict(lo, t) == "same" and verdict(lo * (1 - 1e-9), t) == "improvement"
+    assert verdict(1.0, t) == "same"
+
+
+def test_threshold_edge_from_files(tmp_path):
+    a = load_run(write_run(tmp_path / "a.json", [bench("t::x", 1.0), bench("t::y", 1.25)]))
+    b = load_run(write_run(tmp_path / "b.json", [bench("t::x", 1.25), bench("t::y", 1.0)]))
+    rows = rows_by_name(compare(a, b, threshold=0.25))
+    assert rows["x"].ratio == 1.25 and rows["x"].verdict == "same"  # exactly 1 + t: not a regression
+    assert rows["y"].ratio == 0.8 and rows["y"].verdict == "same"  # exactly 1 / (1 + t): not an improvement
+    rows = rows_by_name(compare(a, b, threshold=0.2))
+    assert rows["x"].verdict == "regression" and rows["y"].verdict == "improvement"
+
+
+def test_machine_key_and_differences():
+    key = machine_key(MACHINE)
+    assert key == {"node": "ci-1", "machine": "x86_64", "processor": "x86_64", "system": "Linux",
+                   "release": "6.1.0", "cpu.brand_raw": "Intel(R) Xeon(R) Processor"}
+    no_cpu = {k: v for k, v in MACHINE.items() if k != "cpu"}
+    assert machine_key(no_cpu)["cpu.brand_raw"] is None
+    assert machine_differences(no_cpu, dict(no_cpu)) == []
+    gpu = dict(MACHINE, gpus=["NVIDIA H200"], cuda="12.4")
+    assert machine_key(gpu)["gpus"] == ["NVIDIA H200"] and machine_differences(gpu, copy.deepcopy(gpu)) == []
+    assert [d.split(":")[0] for d in machine_differences(gpu, dict(gpu, cuda="12.1"))] == ["cuda"]
+    assert [d.split(":")[0] for d in machine_differences(MACHINE, gpu)] == ["gpus", "cuda"]
+    nested = dict(MACHINE, s4dconf={"numpy": "2.0", "gpus": ["A100"]})
+    assert machine_key(nested)["gpus"] == ["A100"]
+
+
+def test_different_machines_refused_then_forced(tmp_path):
+    other = dict(MACHINE, node="ci-2", cpu={"brand_raw": "AMD EPYC"})
+    a = load_run(write_run(tmp_path / "a.json", [bench("t::x", 1.0)]))
+    b = load_run(write_run(tmp_path / "b.json", [bench("t::x", 1.1)], machine=other))
+    with pytest.raises(S4DInputError, match="different machines") as e:
+        compare(a, b)
+    assert "node: 'ci-1' vs 'ci-2'" in str(e.value) and "cpu.brand_raw" in str(e.value)
+    assert "--force" in str(e.value) and "release" not in str(e.value)
+    c = compare(a, b, force=True)
+    assert c.forced and len(c.machine_differences) == 2 and FORCED_NOTE in c.to_text()
+    assert json.loads(c.to_json())["note"] == FORCED_NOTE
+
+
+def test_report_text_and_json(runs):
+    c = compare(*runs)
+    text = c.to_text()
+    for word in ("t.py::test_fast", "backend=reference", "regression", "improvement", "only in A", "only in B",
+                 "not timed", "3.000", "1 ms", "3 ms", "regression > 1.25, improvement < 0.8"):
+        assert word in text, word
+    assert "FORCED" not in text
+    doc = json.loads(c.to_json())
+    assert doc["stat"] == "median" and doc["threshold"] == 0.25 and not doc["forced"]
+    assert {r["fullname"]: r["verdict"] for r in doc["rows"]}["t.py::test_fast"] == "regression"
+    assert c.exit_code(True) == 1 and c.exit_code(False) == 0
+    assert compare(*runs, threshold=5.0).exit_code(True) == 0
+
+
+@pytest.mark.parametrize("content, match", [
+    (None, "does not exist"),
+    ("", "is empty"),
+    ("{not json", "is not JSON"),
+    ("[1, 2]", "top level is a list"),
+    ("machine_info", "missing key"),
+    ("benchmarks", "missing key"),
+    ("no-benchmarks", "has no benchmarks"),
+    ("no-fullname", "missing key 'fullname'"),
+    ("bad-median", "median=0"),
+])
+def test_bad_files(tmp_path, content, match):
+    p = tmp_path / "run.json"
+    if content in ("machine_info", "benchmarks"):
+        write_run(p, [bench("t::x", 1.0)], **{content: True})
+    elif content == "no-benchmarks":
+        write_run(p, [])
+    elif content == "no-fullname":
+        write_run(p, [{"name": "x", "stats": None}])
+    elif content == "bad-median":
+        write_run(p, [bench("t::x", 0.0)])
+    elif content is not None:
+        p.write_text(content)
+    with pytest.raises(S4DInputError, match=match) as e:
+        compare(load_run(p), load_run(p))
+    if content in ("machine_info", "benchmarks"):
+        assert content in str(e.value)
+
+
+def test_load_run_fields(tmp_path):
+    run = load_run(write_run(tmp_path / "a.json", [bench("t::x", 1.0, config="paper")]))
+    assert isinstance(run, BenchRun) and run.version == "5.2.3" and run.commit_info["id"] == "abc123"
+    assert run.benchmarks["t::x"].stats["median"] == 1.0 and run.benchmarks["t::x"].extra_info == {"config": "paper"}
+
+
+@pytest.fixture
+def cli_main(monkeypatch):
+    """s4dconf.cli.main with `bench` registered as cli.build_parser will (a no-op once it does)."""
+    from s4dconf import cli
+
+    original = cli.build_parser
+
+    def build_parser():
+        p = original()
+        sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+        if "bench" not in sub.choices:
+            register(sub)
+        return p
+
+    monkeypatch.setattr(cli, "build_parser", build_parser)
+    return cli.main
+
+
+def test_register_parses():
+    p = argparse.ArgumentParser(prog="s4dconf")
+    register(p.add_subparsers(dest="command", required=True))
+    args = p.parse_args(["bench", "compare", "a.json", "b.json", "--threshold", "1.0", "--stat", "min", "--force",
+                         "--json", "o.json", "--fail-on-regression"])
+    assert (args.command, args.action, args.a, args.b, args.threshold, args.stat) == (
+        "bench", "compare", "a.json", "b.json", 1.0, "min")
+    assert args.force and args.fail_on_regression and args.json == "o.json" and callable(args.func)
+    with pytest.raises(SystemExit):
+        p.parse_args(["bench", "compare", "a.json", "b.json", "--stat", "max"])
+
+
+def test_cli_exit_codes(runs, tmp_path, cli_main, capsys):
+    a, b = runs[0].path, runs[1].path
+    assert cli_main(["bench", "compare", a, b]) == 0
+    assert "regression" in capsys.readouterr().out
+    out = tmp_path / "out" / "cmp.json"
+    assert cli_main(["bench", "compare", a, b, "--fail-on-regression", "--json", str(out)]) == 1
+    assert json.loads(out.read_text())["counts"]["regression"] == 1
+    assert cli_main(["bench", "compare", a, b, "--fail-on-regression", "--threshold", "5"]) == 0
+    capsys.readouterr()
+    assert cli_main(["bench", "compare", a, str(tmp_path / "missing.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    other = write_run(tmp_path / "other.json", [bench("t.py::test_fast", 1e-3)], machine=dict(MACHINE, node="x"))
+    assert cli_main(["bench", "compare", a, str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "s4dconf bench: error:" in err and "node" in err and "--force" in err
+    assert cli_main(["bench", "compare", a, str(other), "--force"]) == 0
+    assert FORCED_NOTE in capsys.readouterr().out
+
+
+def test_end_to_end_two_pytest_benchmark_runs(tmp_path, cli_main, capsys):
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")  # stops pytest from finding any config above tmp_path
+    (tmp_path / "test_b.py").write_text("def test_sum(benchmark):\n    benchmark(sum, range(100))\n\n\n"
+                                        "def test_sorted(benchmark):\n    benchmark(sorted, range(100, 0, -1))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS")}
+    for name in ("a.json", "b.json"):
+        cmd = [sys.executable, "-m", "pytest", "test_b.py", "--rootdir", str(tmp_path), "-p", "no:cacheprovider",
+               "-q", "--benchmark-json", name, "--benchmark-max-time", "0.05", "--benchmark-min-rounds", "5"]
+        proc = subprocess.run(cmd, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    a, b = load_run(tmp_path / "a.json"), load_run(tmp_path / "b.json")
+    assert machine_differences(a.machine_info, b.machine_info) == []
+    c = compare(a, b)
+    assert sorted(r.fullname for r in c.rows) == ["test_b.py::test_sorted", "test_b.py::test_sum"]
+    assert all(r.verdict in ("regression", "improvement", "same") and r.ratio > 0 for r in c.rows)
+    assert c.exit_code(False) == 0
+    assert cli_main(["bench", "compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
+    assert "test_b.py::test_sum" in capsys.readouterr().out

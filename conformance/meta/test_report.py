@@ -1,0 +1,299 @@
+"""The report (reports/report.py): built from small synthetic inputs (conformance, accuracy, benchmark and claims
+JSON made here), every section present, every image referenced exists and is a PNG, a report without inputs says
+"not run" with the commands, and, in headless Chromium, every <img> loads (the page's inline script writes
+`<div id="img-check" data-total data-loaded data-broken>` after onload; `--dump-dom` returns it). The browser tests
+skip when Chromium is absent (Debian package `chromium`)."""
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from s4dconf.reference.validate import S4DInputError
+from s4dconf.reports.report import (
+    COMMANDS,
+    SECTIONS,
+    build_report,
+    crossover_batch,
+    markdown_to_html,
+    register,
+    summarize_conformance,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+EVIL = "<b>bold</b> & <script>alert(1)</script>"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# synthetic inputs
+
+def _rec(backend, family, metric, value, tol, verdict="pass", probe="logits", case=None):
+    return {"backend": backend, "case": case or f"tiny/{family}", "family": family, "probe": probe,
+            "metric": metric, "value": value, "tolerance": tol, "verdict": verdict, "saturations": None}
+
+
+def conformance_data() -> dict:
+    recs = []
+    for fam in ("impulse", "long"):
+        recs += [_rec("torch-rec:eager", fam, "rel_l2", v, 3e-4, probe=f"p{i}") for i, v in enumerate((1e-6, 3e-5))]
+        recs += [_rec("torch-rec:eager", fam, "max_abs_rel", 2e-6, 3e-4), _rec("torch-rec:eager", fam, "argmax",
+                                                                                 1.0, 1.0)]
+        recs += [_rec("reference:default", fam, "rel_l2", 0.0, 1e-10)]  # exact: drawn at the plot's edge
+    recs += [_rec("numpy-fxp:default", "impulse", "snr_db", v, 15.0, probe=f"p{i}") for i, v in
+             enumerate((27.0, 31.5, "inf"))]  # the harness writes an infinite SNR as "inf"
+    recs += [_rec("numpy-fxp:default", "long", "snr_db", 6.5, 8.0, verdict="fail"),
+             _rec("numpy-fxp:default", "long", "snr_db", 9.0, 8.0)]
+    recs[-1]["saturations"] = {"layer0": 3}
+    backends = {"torch-rec": {"name": "torch-rec", "numeric_class": "float32", "version": "t 1", "device": "cpu",
+                              "paths": ["eager"], "streaming": True},
+                "numpy-fxp": {"name": "numpy-fxp", "numeric_class": "fixed-point", "version": "n 1", "device": "cpu",
+                              "paths": ["default"], "streaming": True}}
+    return {"spec_version": "1.0", "s4dconf": "0.1.0", "exitstatus": 1, "backends": backends, "records": recs,
+            "platform": {"python": "3.11.7", "numpy": "1.26.4", "scipy": "1.11", "machine": "x86_64",
+                         "system": "Linux"}}
+
+
+def accuracy_data() -> dict:
+    row = {"dataset": "sdigits", "kind": "float", "model_file": "sdigits-float.npz", "model_sha256": "ab" * 32,
+           "cells": {"reference": {"accuracy": 0.975, "n": 360, "note": "", "seconds": 0.1},
+                     "lava-float": {"accuracy": None, "n": 0, "note": "not available: no lava", "seconds": None}}}
+    return {"schema": "s4dconf-accuracy/1", "columns": ["reference", "lava-float"], "rows": [row],
+            "quoted": [{"claim": "sCIFAR float 86.5 %", "source": "a secondary source"}]}
+
+
+def _bench(name, backend, mode, path, batch, tokens_per_s, timed=True, **extra):
+    info = {"backend": backend, "mode": mode, "path": path, "device": "cpu", "dtype": "float32", "batch": batch,
+            "L": 64, "config": "tiny", "tokens_per_s": tokens_per_s, **extra}
+    if mode == "stream":
+        info["us_per_token"] = 1e6 / tokens_per_s
+    else:
+        info["samples_per_s"] = tokens_per_s / 64
+    stats = {"mean": 64 * batch / tokens_per_s, "median": 64 * batch / tokens_per_s, "min": 1e-3} if timed else None
+    return {"name": name, "group": f"{mode} tiny L=64", "stats": stats, "extra_info": info}
+
+
+def benchmark_data() -> dict:
+    chip = {"quoted_chip_step_us": 31.0, "quoted_source": "paper profiling run (quoted, not measured here)"}
+    benches = [_bench("s-ref", "reference", "stream", "default", 1, 75_000.0, **chip),
+               _bench("s-rec", "torch-rec", "stream", "default", 1, 16_000.0, **chip),
+               _bench("s-untimed", "numpy-fxp", "stream", "default", 1, 1.0, timed=False),
+               {"name": "old-style", "group": None, "stats": {"mean": 1.0}, "extra_info": {}}]
+    benches += [_bench(f"w-conv-{b}", "torch-conv", "whole-sample", "fft", b, t)
+                for b, t in ((1, 9_000.0), (8, 15_000.0), (64, 90_000.0))]
+    benches += [_bench(f"w-rec-{b}", "torch-rec", "whole-sample", "eager", b, t)
+                for b, t in ((1, 5_000.0), (8, 30_000.0))]
+    machine = {"node": "ci-node", "machine": "x86_64", "system": "Linux", "release": "6.1", "python_version": "3.11.7",
+               "cpu": {"brand_raw": "Test CPU", "count": 2},
+               "s4dconf": {"s4dconf": "0.1.0", "spec_version": "1.0", "numpy": "1.26.4", "scipy": "1.11",
+                           "cpu": "Test CPU", "python": "3.11.7", "torch": "2.3.0+cpu", "lava-nc": "not installed",
+                           "cuda": "none (CPU build)", "gpus": []}}
+    return {"machine_info": machine, "benchmarks": benches, "datetime": "2026-01-01T00:00:00+00:00"}
+
+
+def claims_data() -> list:
+    return [{"id": "crossover-batch", "verdict": "reproduced",
+             "measured": {"tiny L=64 on cpu": {"crossover_batch": 64}}, "evidence": ["benchmark.json: w-conv-64"],
+             "note": "first measured batch where whole-sample wins",
+             "quoted": "whole-sample processing wins when batched", "source": "paper abstract, claim 2"},
+            {"id": "streaming-energy", "verdict": "not measurable here", "measured": {}, "evidence": [],
+             "note": EVIL, "quoted": "about 1000x less energy per token", "source": "paper abstract, claim 3"}]
+
+
+RESOURCES = {"markdown": "# Resources\n\n| op | count |\n|---|---|\n| MAC per token | 4242 |\n"}
+EXPECTED_PNGS = {"errors-relative.png", "errors-snr.png", "bench-latency-tiny-L64.png",
+                 "bench-throughput-tiny-L64.png"}
+
+
+def write_inputs(d: Path) -> dict:
+    """The four JSON inputs under d, at the names `s4dconf report` looks for by default."""
+    files = {"conformance": d / "conformance.json", "accuracy": d / "accuracy" / "accuracy.json",
+             "bench": d / "benchmark.json", "claims": d / "claims.json"}
+    files["accuracy"].parent.mkdir(parents=True, exist_ok=True)
+    for key, data in (("conformance", conformance_data()), ("accuracy", accuracy_data()),
+                      ("bench", benchmark_data()), ("claims", claims_data())):
+        files[key].write_text(json.dumps(data))
+    return files
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    d = tmp_path_factory.mktemp("report")
+    f = write_inputs(d / "in")
+    html_path, md_path = build_report(d / "out", f["conformance"], f["accuracy"], [f["bench"]], f["claims"], RESOURCES)
+    return html_path, md_path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# without a browser
+
+class _Imgs(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.imgs, self.check = [], None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.imgs.append(a)
+        if tag == "div" and a.get("id") == "img-check":
+            self.check = a
+
+
+def _parse(text: str) -> _Imgs:
+    p = _Imgs()
+    p.feed(text)
+    return p
+
+
+def test_every_image_exists_as_png_with_alt_text(report):
+    html_path, md_path = report
+    imgs = _parse(html_path.read_text()).imgs
+    srcs = [i["src"] for i in imgs]
+    assert {Path(s).name for s in srcs} == EXPECTED_PNGS and all(s.startswith("img/") for s in srcs)
+    assert {p.name for p in (html_path.parent / "img").glob("*.png")} == EXPECTED_PNGS
+    for i in imgs:
+        assert (html_path.parent / i["src"]).read_bytes()[:8] == PNG_MAGIC, i["src"]
+        assert len(i.get("alt") or "") > 20, i
+    md_srcs = re.findall(r"!\[[^\]]+\]\((img/[^)]+\.png)\)", md_path.read_text())
+    assert sorted(md_srcs) == sorted(srcs)
+
+
+def test_sections_and_content(report):
+    html_path, md_path = report
+    page, md = html_path.read_text(), md_path.read_text()
+    for key, title in SECTIONS.items():
+        assert f'<section id="{key}">\n<h2>{html.escape(title)}</h2>' in page
+        assert f"## {title}\n" in md
+    assert "not run" not in page and "not run" not in md
+    assert "ci-node" in page and "Test CPU" in page and "2.3.0+cpu" in page and "3.11.7" in page
+    assert "MAC per token" in page and "4242" in md  # resources Markdown, rendered as a table in the HTML
+    assert "<td>MAC per token</td>" in page
+    assert "97.50 %" in page and "97.50 %" in md  # accuracy, via training.accuracy.to_markdown
+    assert '<div class="quoted">' in page and "sCIFAR float 86.5 %" in page
+    assert "quoted: whole-sample processing wins when batched" in page and "measured: {" in page
+    assert "Loihi 2 chip step time 31 us" in page
+    assert "from batch 64" in page and "from batch 64" in md  # the crossover
+    assert "7 timed benchmarks" in page and "Left out, no backend/mode/batch in extra_info: benchmark.json: " \
+                                            "old-style" in page
+    # self-contained: no external resources, all text escaped
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
+    assert "<script>alert(1)" not in page and html.escape(EVIL, quote=False) in page
+
+
+def test_conformance_matrix_worst_values(report):
+    backends, families, cells = summarize_conformance(conformance_data()["records"])
+    assert backends == ["torch-rec:eager", "reference:default", "numpy-fxp:default"]
+    assert families == ["impulse", "long"]
+    assert cells[("torch-rec:eager", "impulse")].worst["rel_l2"]["value"] == 3e-5  # upper bound: max
+    assert cells[("numpy-fxp:default", "impulse")].worst["snr_db"]["value"] == 27.0  # lower bound: min (inf is best)
+    long = cells[("numpy-fxp:default", "long")]
+    assert long.worst["snr_db"]["value"] == 6.5 and long.verdict == "fail" and long.counts["fail"] == 1
+    assert long.saturated == 1
+    page = report[0].read_text()
+    assert "FAIL 1/2 pass, 1 fail" in page and "snr_db 6.5 dB (≥ 8.0 dB)" in page
+    assert "rel_l2 3e-05 (≤ 0.0003)" in page and "PASS 4/4 pass" in page
+
+
+def test_crossover_batch():
+    rows = [b["extra_info"] for b in benchmark_data()["benchmarks"] if b["extra_info"]]
+    [c] = crossover_batch(rows)
+    assert c["batch"] == 64 and c["stream_tokens_per_s"] == 16_000.0 and c["batches"] == [1, 8, 64]
+    slow = [r for r in rows if not (r["backend"] == "torch-conv" and r["batch"] == 64)]
+    assert crossover_batch(slow)[0]["batch"] is None
+    assert crossover_batch([r for r in rows if r["backend"] != "torch-conv"]) == []
+
+
+def test_no_inputs_says_not_run_with_commands(tmp_path):
+    html_path, md_path = build_report(tmp_path)
+    page, md = html_path.read_text(), md_path.read_text()
+    assert "<img" not in page and not list((tmp_path / "img").glob("*.png"))
+    assert _parse(page).imgs == []
+    commands = [c for cmds in COMMANDS.values() for c in cmds]
+    assert all(html.escape(c) in page for c in commands) and all(f"`{c}`" in md for c in commands)
+    assert md.count("**not run**") >= len(SECTIONS)
+    for key in SECTIONS:  # every section, on its own, says "not run"
+        section = page.split(f'<section id="{key}">')[1].split("</section>")[0]
+        assert "<strong>not run</strong>" in section, key
+
+
+def test_missing_file_is_not_run_and_bad_file_raises(tmp_path):
+    page = build_report(tmp_path / "a", conformance_json=tmp_path / "nope.json")[0].read_text()
+    assert "nope.json does not exist" in page
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"records": [{"backend": "x"}]}))
+    with pytest.raises(S4DInputError, match="lacks"):
+        build_report(tmp_path / "b", conformance_json=bad)
+    bad.write_text("{not json")
+    with pytest.raises(S4DInputError, match="bad.json"):
+        build_report(tmp_path / "c", claims_json=bad)
+
+
+def test_markdown_to_html_escapes_and_converts():
+    out = markdown_to_html("# T <x>\n\ntext `a|b` & more\n\n| a | b |\n|---|---|\n| 1 \\| 2 | <i> |\n\n- one\n- two",
+                           shift=2)
+    assert "<h3>T &lt;x&gt;</h3>" in out and "<code>a|b</code> &amp; more" in out
+    assert "<td>1 | 2</td><td>&lt;i&gt;</td>" in out and "<ul><li>one</li><li>two</li></ul>" in out
+
+
+def test_cli_finds_default_inputs(tmp_path, capsys):
+    write_inputs(tmp_path)
+    (tmp_path / "resources.md").write_text(RESOURCES["markdown"])
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["report", "--out", str(tmp_path)])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert f"report: {tmp_path / 'report.html'}" in out
+    page = (tmp_path / "report.html").read_text()
+    assert "not run" not in page and "4242" in page
+    assert {p.name for p in (tmp_path / "img").glob("*.png")} == EXPECTED_PNGS
+    with pytest.raises(S4DInputError, match="no such file"):
+        args.func(parser.parse_args(["report", "--out", str(tmp_path), "--bench", str(tmp_path / "nope.json")]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# in headless Chromium
+
+def _chromium() -> str | None:
+    found = shutil.which("chromium")
+    return found or ("/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None)
+
+
+def browser_img_check(html_path: Path, tmp: Path) -> dict:
+    """Load the page in headless Chromium; the attributes of the img-check div its script wrote after onload."""
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("Chromium not installed (/usr/bin/chromium or `chromium` on PATH; Debian package `chromium`)")
+    profile = tmp / "chromium-profile"
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={profile}", "--virtual-time-budget=5000", "--dump-dom", html_path.resolve().as_uri()]
+    r = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=90)
+    check = _parse(r.stdout).check
+    assert check is not None, f"no img-check div in the dumped DOM (exit {r.returncode}): {r.stderr[-2000:]}"
+    return check
+
+
+def test_browser_loads_every_image(report, tmp_path):
+    html_path = report[0]
+    check = browser_img_check(html_path, tmp_path)
+    n_png = len(list((html_path.parent / "img").glob("*.png")))
+    assert int(check["data-total"]) == n_png == len(EXPECTED_PNGS)
+    assert int(check["data-loaded"]) == n_png, f"broken: {check['data-broken']}"
+    assert check["data-broken"] == ""
+
+
+def test_browser_detects_a_broken_image(report, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(report[0].parent, copy)
+    (copy / "img" / "errors-snr.png").unlink()
+    check = browser_img_check(copy / "report.html", tmp_path)
+    assert int(check["data-total"]) == len(EXPECTED_PNGS)
+    assert int(check["data-loaded"]) == len(EXPECTED_PNGS) - 1
+    assert check["data-broken"] == "img/errors-snr.png"

@@ -1,0 +1,297 @@
+"""The claims registry (`reports/claims.toml`) checked against measurements (SPEC.md section 21).
+
+Every verdict is computed from measured JSON only: pytest-benchmark files (the `extra_info` of SPEC.md section 20:
+backend, mode, path, device, batch, L, config, us_per_token, tokens_per_s, ...) and the accuracy table. Verdicts:
+
+    reproduced            the measured effect has the claimed sign, and (when a size is quoted) the measured ratio
+                          r is within [quoted / f, quoted * f] for the claim's tolerance_factor f
+    direction reproduced  the sign is right, the size is outside that range
+    not measurable here   the measurement needs hardware that is absent (a chip, a Jetson, an energy meter); the
+                          reason lists what was looked for
+    contradicted          the measured effect has the opposite sign
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from s4dconf.reference.validate import S4DInputError
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10 (the Lava env)
+    import tomli as tomllib
+
+REPORTS_DIR = Path(__file__).resolve().parent
+CLAIMS_FILE = REPORTS_DIR / "claims.toml"
+VERDICTS = ("reproduced", "direction reproduced", "not measurable here", "contradicted")
+
+
+@dataclasses.dataclass
+class Verdict:
+    id: str
+    verdict: str
+    measured: dict  # the numbers behind the verdict (empty when not measurable)
+    evidence: list  # "file: benchmark name" of every measurement used
+    note: str
+    quoted: str
+    source: str
+
+    def __post_init__(self):
+        assert self.verdict in VERDICTS, self.verdict
+
+
+@dataclasses.dataclass(frozen=True)
+class Bench:
+    """One timed benchmark of a pytest-benchmark file."""
+
+    file: str
+    name: str
+    info: dict
+    machine: str
+
+    def get(self, key, default=None):
+        return self.info.get(key, default)
+
+
+def load_claims(path: Path = CLAIMS_FILE) -> list[dict]:
+    try:
+        claims = tomllib.loads(Path(path).read_text())["claim"]
+    except (OSError, KeyError, tomllib.TOMLDecodeError) as e:
+        raise S4DInputError(f"claims file {path}: {type(e).__name__}: {e}") from None
+    for c in claims:
+        missing = [k for k in ("id", "source", "quoted", "metric", "check") if k not in c]
+        if missing or c["check"] not in CHECKS:
+            raise S4DInputError(f"claims file {path}: claim {c.get('id')!r} lacks {missing} or names an unknown "
+                                f"check {c.get('check')!r} (known: {', '.join(CHECKS)})")
+    return claims
+
+
+def load_benchmarks(paths) -> list[Bench]:
+    """Every timed benchmark of the given pytest-benchmark JSON files (untimed ones carry no figures)."""
+    out = []
+    for p in paths:
+        try:
+            data = json.loads(Path(p).read_text())
+            mi = data["machine_info"]
+            machine = f"{mi.get('node', '?')} ({mi.get('s4dconf', {}).get('cpu') or mi.get('processor', '?')})"
+            for b in data["benchmarks"]:
+                if b.get("stats"):
+                    out.append(Bench(Path(p).name, b["name"], b.get("extra_info", {}), machine))
+        except (OSError, KeyError, TypeError, json.JSONDecodeError) as e:
+            raise S4DInputError(f"benchmark file {p} is not a pytest-benchmark JSON file: {type(e).__name__}: {e}") \
+                from None
+    return out
+
+
+def _ratio_verdict(r: float, quoted: float | None, factor: float) -> str:
+    if r <= 1.0:
+        return "contradicted"
+    if quoted is None or quoted / factor <= r <= quoted * factor:
+        return "reproduced"
+    return "direction reproduced"
+
+
+def _pick(benches, **want) -> list[Bench]:
+    return [b for b in benches if all(b.get(k) == v for k, v in want.items())]
+
+
+def _ev(b: Bench) -> str:
+    return f"{b.file}: {b.name} [{b.machine}]"
+
+
+def _is_jetson(device: str) -> bool:
+    return any(k in str(device).lower() for k in ("jetson", "orin", "tegra"))
+
+
+# ----------------------------------------------------------------------------------------- checks
+
+
+def chip_vs_jetson(claim, benches, accuracy):
+    q = claim["quantity"]
+    chip = [b for b in _pick(benches, backend="loihi2", mode="stream", batch=1) if b.get(q) is not None]
+    jetson = [b for b in _pick(benches, backend="torch-rec", mode="stream", batch=1)
+              if _is_jetson(b.get("device")) and b.get(q) is not None]
+    missing = []
+    if not chip:
+        missing.append(f"no loihi2 streaming benchmark with {q} (needs a Loihi 2 chip)")
+    if not jetson:
+        devices = sorted({str(b.get("device")) for b in _pick(benches, backend="torch-rec", mode="stream")})
+        missing.append(f"no torch-rec streaming benchmark on a Jetson with {q} (torch-rec devices measured: "
+                       f"{', '.join(devices) or 'none'})")
+    if missing:
+        return "not measurable here", {}, [], "; ".join(missing)
+    pairs = [(c, j) for c in chip for j in jetson if (c.get("config"), c.get("L")) == (j.get("config"), j.get("L"))]
+    if not pairs:
+        return "not measurable here", {}, [], "chip and Jetson benchmarks share no (config, L)"
+    c, j = pairs[0]
+    r = c.get(q) / j.get(q) if q == "tokens_per_s" else j.get(q) / c.get(q)
+    return (_ratio_verdict(r, claim.get("quoted_ratio"), claim.get("tolerance_factor", 3.0)),
+            {"ratio": r, "chip": c.get(q), "jetson": j.get(q), "config": c.get("config")}, [_ev(c), _ev(j)], "")
+
+
+def chip_step_time(claim, benches, accuracy):
+    cpu = {f"{b.get('backend')}:{b.get('path')} on {b.get('device')}": b.get("us_per_token")
+           for b in _pick(benches, config="loihi-profile", mode="stream", batch=1) if b.get("us_per_token")}
+    chip = [b for b in _pick(benches, backend="loihi2", config="loihi-profile", mode="stream", batch=1)
+            if b.get("us_per_token")]
+    if not chip:
+        return ("not measurable here", {"context_us_per_token_measured": cpu}, [],
+                "no loihi2 streaming benchmark of loihi-profile (needs a Loihi 2 chip); the measured figures of the "
+                "other backends are context, not a test of the claim")
+    c = chip[0]
+    r = claim["quoted_value_us"] / c.get("us_per_token")
+    verdict = "reproduced" if 0.5 <= r <= 2.0 else "direction reproduced"
+    return verdict, {"us_per_token": c.get("us_per_token"), "context_us_per_token_measured": cpu}, [_ev(c)], ""
+
+
+def _stream_vs_conv(benches):
+    """{(config, L): (torch-rec stream b1 bench, {batch: torch-conv whole-sample bench})} for measured pairs."""
+    out = {}
+    for s in _pick(benches, backend="torch-rec", mode="stream", batch=1, path="default"):
+        convs = {b.get("batch"): b for b in _pick(benches, backend="torch-conv", mode="whole-sample",
+                                                  config=s.get("config"), L=s.get("L"), device=s.get("device"))
+                 if b.get("tokens_per_s")}
+        if s.get("tokens_per_s") and convs:
+            out[(s.get("config"), s.get("L"))] = (s, convs)
+    return out
+
+
+def batched_vs_streaming(claim, benches, accuracy):
+    pairs = {k: v for k, v in _stream_vs_conv(benches).items() if 64 in v[1]}
+    if not pairs:
+        return ("not measurable here", {}, [], "no torch-rec streaming (batch 1) and torch-conv whole-sample "
+                "(batch 64) benchmarks of the same config, L and device (torch not installed?)")
+    measured, evidence, bad = {}, [], []
+    for (cfg, L), (s, convs) in sorted(pairs.items()):
+        r = convs[64].get("tokens_per_s") / s.get("tokens_per_s")
+        measured[f"{cfg} L={L} on {s.get('device')}"] = {"conv_b64_tokens_per_s": convs[64].get("tokens_per_s"),
+                                                         "rec_stream_tokens_per_s": s.get("tokens_per_s"),
+                                                         "ratio": r}
+        evidence += [_ev(s), _ev(convs[64])]
+        if r <= 1.0:
+            bad.append(f"{cfg} L={L}")
+    devices = sorted({s.get("device") for s, _ in pairs.values()})
+    note = f"measured on {', '.join(map(str, devices))}" + ("" if any(_is_jetson(d) for d in devices)
+                                                          else " (not a Jetson: the modes' effect on this device)")
+    if bad:
+        return "contradicted", measured, evidence, note + f"; streaming wins for {', '.join(bad)}"
+    return "reproduced", measured, evidence, note
+
+
+def crossover_batch(claim, benches, accuracy):
+    pairs = _stream_vs_conv(benches)
+    if not pairs:
+        return ("not measurable here", {}, [], "no torch-rec streaming and torch-conv whole-sample benchmarks of "
+                "the same config, L and device")
+    measured, evidence, never = {}, [], []
+    for (cfg, L), (s, convs) in sorted(pairs.items()):
+        wins = [b for b in sorted(convs) if convs[b].get("tokens_per_s") > s.get("tokens_per_s")]
+        measured[f"{cfg} L={L} on {s.get('device')}"] = {
+            "crossover_batch": wins[0] if wins else None, "batches_measured": sorted(convs),
+            "rec_stream_tokens_per_s": s.get("tokens_per_s"),
+            "conv_tokens_per_s": {b: convs[b].get("tokens_per_s") for b in sorted(convs)}}
+        evidence += [_ev(s)] + [_ev(convs[b]) for b in sorted(convs)]
+        if not wins:
+            never.append(f"{cfg} L={L}")
+    if never:
+        return ("contradicted", measured, evidence,
+                f"whole-sample never beats streaming up to batch {max(max(v[1]) for v in pairs.values())} for "
+                f"{', '.join(never)}")
+    return "reproduced", measured, evidence, "crossover = first measured batch where whole-sample wins"
+
+
+def emulator_vs_lava(claim, benches, accuracy):
+    found = [b for b in benches if b.get("speedup_numpy_over_lava") is not None]
+    if not found:
+        return ("not measurable here", {}, [], "no lava-vs-numpy-fxp benchmark JSON among the inputs (run "
+                "`tox -e bench-lava`; needs lava-nc in Python 3.10)")
+    measured = {b.get("config"): {"speedup": b.get("speedup_numpy_over_lava"),
+                                  "lava_us_per_step": b.get("lava_us_per_step"),
+                                  "numpy_fxp_us_per_step": b.get("numpy_fxp_us_per_step")} for b in found}
+    worst = min(v["speedup"] for v in measured.values())
+    verdict = "reproduced" if worst >= claim["quoted_ratio"] else ("direction reproduced" if worst > 1 else
+                                                                  "contradicted")
+    return verdict, measured, [_ev(b) for b in found], f"worst speedup {worst:.0f}x (target {claim['quoted_ratio']:.0f}x)"
+
+
+def accuracy_drop(claim, benches, accuracy):
+    if accuracy is None:
+        return "not measurable here", {}, [], "no accuracy table (run `s4dconf eval`)"
+    by = {}
+    for row in accuracy["rows"]:
+        col = "reference" if row["kind"] == "float" else "numpy-fxp"
+        cell = row.get("cells", {}).get(col)
+        if cell and cell.get("accuracy") is not None:
+            by.setdefault(row["dataset"], {})[row["kind"]] = (cell["accuracy"], cell.get("n"))
+    measured = {}
+    for ds, kinds in sorted(by.items()):
+        if "float" in kinds:
+            measured[ds] = {k: round(100 * (kinds["float"][0] - kinds[k][0]), 2) for k in ("ptq", "qaft") if k in kinds}
+            measured[ds]["float_accuracy"] = kinds["float"][0]
+            measured[ds]["n_test"] = kinds["float"][1]
+    drops = [v for m in measured.values() for k, v in m.items() if k in ("ptq", "qaft")]
+    if not drops:
+        return "not measurable here", {}, [], "the accuracy table has no float and fixed-point pair"
+    limit = claim["quoted_max_drop_points"]
+    if max(drops) <= limit:
+        verdict = "reproduced"
+    elif all(m.get("qaft", 1e9) < m.get("ptq", -1e9) for m in measured.values()):
+        verdict = "direction reproduced"
+    else:
+        verdict = "contradicted"
+    return verdict, measured, ["accuracy table"], f"drops in percentage points (float - fixed point); limit {limit}"
+
+
+CHECKS = {f.__name__: f for f in (chip_vs_jetson, chip_step_time, batched_vs_streaming, crossover_batch,
+                                  emulator_vs_lava, accuracy_drop)}
+
+
+def default_benchmark_files() -> list[Path]:
+    """Fresh runs (reports/out/*.json that are benchmark files) and the committed ones (reports/benchmarks/)."""
+    files = sorted((REPORTS_DIR / "benchmarks").glob("*.json"))
+    out_dir = REPORTS_DIR / "out"
+    files += [p for p in sorted(out_dir.glob("benchmark*.json"))]
+    return files
+
+
+def default_accuracy_file() -> Path | None:
+    for p in (REPORTS_DIR / "out" / "accuracy" / "accuracy.json", REPORTS_DIR / "accuracy" / "accuracy.json"):
+        if p.is_file():
+            return p
+    return None
+
+
+def evaluate(bench_files=None, accuracy_file=None, claims_file: Path = CLAIMS_FILE) -> list[Verdict]:
+    bench_files = default_benchmark_files() if bench_files is None else [Path(p) for p in bench_files]
+    benches = load_benchmarks(bench_files)
+    accuracy_file = default_accuracy_file() if accuracy_file is None else Path(accuracy_file)
+    accuracy = json.loads(Path(accuracy_file).read_text()) if accuracy_file else None
+    out = []
+    for c in load_claims(claims_file):
+        verdict, measured, evidence, note = CHECKS[c["check"]](c, benches, accuracy)
+        out.append(Verdict(c["id"], verdict, measured, evidence, note, c["quoted"], c["source"]))
+    return out
+
+
+def to_markdown(verdicts: list[Verdict]) -> str:
+    lines = ["| claim | quoted (paper) | verdict | measured here | note |", "|---|---|---|---|---|"]
+    for v in verdicts:
+        lines.append(f"| {v.id} | {v.quoted} ({v.source}) | **{v.verdict}** | {_short(v.measured)} | {v.note} |")
+    return "\n".join(lines) + "\n"
+
+
+def _rounded(x):
+    if isinstance(x, float):
+        return float(f"{x:.4g}")
+    if isinstance(x, dict):
+        return {str(k): _rounded(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_rounded(v) for v in x]
+    return x
+
+
+def _short(measured: dict) -> str:
+    text = json.dumps(_rounded(measured))
+    return (text[:400] + "...") if len(text) > 400 else text

@@ -1,0 +1,263 @@
+"""Compare two pytest-benchmark JSON files (`--benchmark-json PATH`): `s4dconf bench compare A.json B.json`.
+
+Benchmarks are matched by `fullname`. For each pair the ratio is
+
+    ratio = stat(B) / stat(A)        (stat: median by default, or mean or min; seconds per call)
+
+so ratio > 1 means B is slower. With threshold t the verdict is "regression" when ratio > 1 + t, "improvement" when
+ratio < 1 / (1 + t) (the same factor the other way), else "same". Benchmarks found in one file only are listed as
+"only in A" / "only in B"; those run with `--benchmark-disable` (no stats) are "not timed" and never compared.
+Only time stats are compared; throughput figures in extra_info follow from them. Runs from different machines
+(node, machine, processor, cpu.brand_raw, system, release, and gpu/gpus/cuda when recorded) are refused: their
+ratios measure the machines, not the code. `--force` compares anyway and the report says so.
+
+CI procedure: in one CI job, on one machine, run the smoke set twice, the baseline (the base commit, e.g. a
+`git worktree` of it) and then the current tree, and compare:
+
+    pytest -m benchmark conformance/benchmarks/test_bench_modes.py --bench-set smoke --benchmark-json base.json
+    pytest -m benchmark conformance/benchmarks/test_bench_modes.py --bench-set smoke --benchmark-json cur.json
+    s4dconf bench compare base.json cur.json --threshold 1.0 --fail-on-regression --json reports/out/compare.json
+
+CI uses --threshold 1.0 (fail only when B is more than 2x slower; "improvement" below 0.5x). The reason: the smoke
+set takes few rounds, and a shared CI runner (noisy neighbours, frequency scaling, cache and thermal state) moves
+the median of a few rounds by tens of percent between two back-to-back runs of the same code; a 25% bound would
+fail on noise alone. The regressions CI must catch are multiples, not percents (a Python loop per step, a lost
+vectorisation, an O(L^2) path, a device copy per token), and 2x still catches them. The default, 0.25, is for
+humans comparing full runs (more rounds) on a quiet machine they control, where a 25% change is real.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from s4dconf.reference.validate import S4DInputError
+
+REQUIRED_KEYS = ("machine_info", "commit_info", "benchmarks", "datetime", "version")
+MACHINE_FIELDS = ("node", "machine", "processor", "system", "release")
+GPU_FIELDS = ("gpu", "gpus", "cuda")
+INFO_FIELDS = ("backend", "mode", "config", "batch", "L", "device")
+STATS = ("median", "mean", "min")
+FORCED_NOTE = "FORCED: runs from different machines; ratios are not meaningful"
+
+
+@dataclass(frozen=True)
+class Bench:
+    fullname: str
+    name: str
+    group: str | None
+    params: dict | None
+    extra_info: dict
+    stats: dict | None  # None: not timed (--benchmark-disable)
+
+
+@dataclass(frozen=True)
+class BenchRun:
+    path: str
+    machine_info: dict
+    commit_info: dict
+    datetime: str
+    version: str
+    benchmarks: dict  # fullname -> Bench, in file order
+
+
+def load_run(path) -> BenchRun:
+    """Read a pytest-benchmark JSON file; S4DInputError when it is missing, not JSON, not one or empty."""
+    p = Path(path)
+    if not p.is_file():
+        raise S4DInputError(f"benchmark file {p} does not exist" + (" (it is a directory)" if p.is_dir() else ""))
+    text = p.read_text(encoding="utf-8", errors="replace")
+    if not text.strip():
+        raise S4DInputError(f"benchmark file {p} is empty (a run with --benchmark-disable leaves it empty)")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise S4DInputError(f"benchmark file {p} is not JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise S4DInputError(f"{p} is not a pytest-benchmark file: top level is a {type(doc).__name__}, not an object")
+    missing = [k for k in REQUIRED_KEYS if k not in doc]
+    if missing:
+        raise S4DInputError(f"{p} is not a pytest-benchmark file: missing key(s) {', '.join(missing)}")
+    if not isinstance(doc["machine_info"], dict) or not isinstance(doc["benchmarks"], list):
+        raise S4DInputError(f"{p} is not a pytest-benchmark file: machine_info must be an object, benchmarks a list")
+    if not doc["benchmarks"]:
+        raise S4DInputError(f"benchmark file {p} has no benchmarks")
+    benches = {}
+    for i, b in enumerate(doc["benchmarks"]):
+        bench = _parse_bench(p, i, b)
+        if bench.fullname in benches:
+            raise S4DInputError(f"{p}: benchmark {bench.fullname!r} appears twice")
+        benches[bench.fullname] = bench
+    return BenchRun(str(p), doc["machine_info"], doc["commit_info"] or {}, str(doc["datetime"]),
+                    str(doc["version"]), benches)
+
+
+def _parse_bench(p: Path, i: int, b) -> Bench:
+    if not isinstance(b, dict):
+        raise S4DInputError(f"{p}: benchmarks[{i}] is a {type(b).__name__}, not an object")
+    for k in ("name", "fullname"):
+        if k not in b:
+            raise S4DInputError(f"{p}: benchmarks[{i}] is missing key {k!r}")
+    stats = b.get("stats")
+    if stats is not None and not isinstance(stats, dict):
+        raise S4DInputError(f"{p}: benchmark {b['fullname']!r} has stats that are not an object")
+    return Bench(b["fullname"], b["name"], b.get("group"), b.get("params"), b.get("extra_info") or {}, stats)
+
+
+def machine_key(machine_info: dict) -> dict:
+    """The fields that identify a machine; cpu.brand_raw is None without py-cpuinfo; gpu fields only when present
+    (at the top level or in the project's `s4dconf` entry)."""
+    key = {f: machine_info.get(f) for f in MACHINE_FIELDS}
+    cpu = machine_info.get("cpu")
+    key["cpu.brand_raw"] = cpu.get("brand_raw") if isinstance(cpu, dict) else None
+    ours = machine_info.get("s4dconf") if isinstance(machine_info.get("s4dconf"), dict) else {}
+    for f in GPU_FIELDS:
+        if f in machine_info:
+            key[f] = machine_info[f]
+        elif f in ours:
+            key[f] = ours[f]
+    return key
+
+
+def machine_differences(a: dict, b: dict) -> list[str]:
+    """'field: A vs B' for each field of machine_key that differs (a field recorded in one run only differs)."""
+    ka, kb = machine_key(a), machine_key(b)
+    return [f"{f}: {ka.get(f)!r} vs {kb.get(f)!r}" for f in dict.fromkeys([*ka, *kb]) if ka.get(f) != kb.get(f)]
+
+
+def verdict(ratio: float, threshold: float) -> str:
+    if ratio > 1.0 + threshold:
+        return "regression"
+    if ratio < 1.0 / (1.0 + threshold):
+        return "improvement"
+    return "same"
+
+
+@dataclass(frozen=True)
+class Row:
+    fullname: str
+    a: float | None  # seconds (the chosen stat); None: absent or not timed
+    b: float | None
+    ratio: float | None
+    verdict: str  # regression | improvement | same | not timed | only in A | only in B
+    info: dict = field(default_factory=dict)  # the key extra_info fields, for display
+
+
+def _stat(run: BenchRun, bench: Bench, stat: str) -> float | None:
+    if bench.stats is None:
+        return None
+    v = bench.stats.get(stat)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        raise S4DInputError(f"{run.path}: benchmark {bench.fullname!r} has {stat}={v!r}; need a time > 0")
+    return float(v)
+
+
+def _row(name: str, a: BenchRun, b: BenchRun, stat: str, threshold: float) -> Row:
+    ba, bb = a.benchmarks.get(name), b.benchmarks.get(name)
+    extra = (bb or ba).extra_info
+    info = {k: extra[k] for k in INFO_FIELDS if k in extra}
+    if ba is None or bb is None:
+        return Row(name, None if ba is None else _stat(a, ba, stat), None if bb is None else _stat(b, bb, stat),
+                   None, "only in B" if ba is None else "only in A", info)
+    ta, tb = _stat(a, ba, stat), _stat(b, bb, stat)
+    if ta is None or tb is None:
+        return Row(name, ta, tb, None, "not timed", info)
+    return Row(name, ta, tb, tb / ta, verdict(tb / ta, threshold), info)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    a: str
+    b: str
+    stat: str
+    threshold: float
+    forced: bool
+    machine_differences: list
+    rows: list
+
+    def counts(self) -> dict:
+        out: dict = {}
+        for r in self.rows:
+            out[r.verdict] = out.get(r.verdict, 0) + 1
+        return out
+
+    def to_dict(self) -> dict:
+        return {"a": self.a, "b": self.b, "stat": self.stat, "threshold": self.threshold,
+                "ratio": "stat(B) / stat(A); > 1 is slower", "forced": self.forced,
+                "note": FORCED_NOTE if self.forced else None, "machine_differences": self.machine_differences,
+                "counts": self.counts(), "rows": [asdict(r) for r in self.rows]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1) + "\n"
+
+    def to_text(self) -> str:
+        t = self.threshold
+        head = [f"A: {self.a}", f"B: {self.b}",
+                f"ratio = {self.stat}(B) / {self.stat}(A); regression > {1 + t:.3g}, improvement < {1 / (1 + t):.3g}"]
+        if self.forced:
+            head += [FORCED_NOTE, *(f"  {d}" for d in self.machine_differences)]
+        table = [("benchmark", "info", "A", "B", "ratio", "verdict")]
+        for r in self.rows:
+            info = " ".join(f"{k}={v}" for k, v in r.info.items())
+            ratio = "-" if r.ratio is None else f"{r.ratio:.3f}"
+            table.append((r.fullname, info, _fmt_time(r.a), _fmt_time(r.b), ratio, r.verdict))
+        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
+        summary = ", ".join(f"{n} {v}" for v, n in sorted(self.counts().items()))
+        return "\n".join([*head, "", *lines, "", summary]) + "\n"
+
+    def exit_code(self, fail_on_regression: bool) -> int:
+        return 1 if fail_on_regression and any(r.verdict == "regression" for r in self.rows) else 0
+
+
+def _fmt_time(s: float | None) -> str:
+    if s is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if s >= scale:
+            return f"{s / scale:.4g} {unit}"
+    return f"{s / 1e-9:.4g} ns"
+
+
+def compare(a: BenchRun, b: BenchRun, threshold: float = 0.25, stat: str = "median", force=False) -> Comparison:
+    """Compare B against A (see the module docstring); S4DInputError for a bad stat or threshold, or for runs
+    from different machines unless force."""
+    if stat not in STATS:
+        raise S4DInputError(f"stat must be one of {', '.join(STATS)}, got {stat!r}")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < math.inf:
+        raise S4DInputError(f"threshold must be a finite number > 0, got {threshold!r}")
+    diffs = machine_differences(a.machine_info, b.machine_info)
+    if diffs and not force:
+        raise S4DInputError(f"{a.path} and {b.path} come from different machines ({'; '.join(diffs)}); ratios "
+                            "between machines are not meaningful; pass --force (force=True) to compare anyway")
+    names = list(dict.fromkeys([*a.benchmarks, *b.benchmarks]))
+    rows = [_row(n, a, b, stat, float(threshold)) for n in names]
+    return Comparison(a.path, b.path, stat, float(threshold), bool(diffs), diffs, rows)
+
+
+def cmd_bench_compare(args) -> int:
+    c = compare(load_run(args.a), load_run(args.b), args.threshold, args.stat, args.force)
+    print(c.to_text(), end="")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(c.to_json())
+    return c.exit_code(args.fail_on_regression)
+
+
+def register(subparsers) -> None:
+    """Add `bench compare` to the CLI's subparsers (dest 'command'); the CLI maps S4DInputError to exit 2."""
+    p = subparsers.add_parser("bench", help="pytest-benchmark JSON files: compare two runs of one machine")
+    actions = p.add_subparsers(dest="action", required=True)
+    c = actions.add_parser("compare", help="ratio B/A per benchmark with a verdict; exit 1 on regression if asked",
+                           description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("a", metavar="A.json", help="baseline pytest-benchmark JSON")
+    c.add_argument("b", metavar="B.json", help="current pytest-benchmark JSON")
+    c.add_argument("--threshold", type=float, default=0.25,
+                   help="regression when B/A > 1 + T, improvement when B/A < 1/(1 + T) (default 0.25; CI: 1.0)")
+    c.add_argument("--stat", choices=STATS, default="median", help="time statistic compared (default median)")
+    c.add_argument("--force", action="store_true", help="compare runs from different machines anyway")
+    c.add_argument("--json", metavar="OUT", help="also write the comparison as JSON to OUT")
+    c.add_argument("--fail-on-regression", action="store_true", help="exit 1 when any benchmark regressed")
+    c.set_defaults(func=cmd_bench_compare)
