@@ -220,7 +220,7 @@ def cmd_run(args) -> int:
     step(4, resources)
 
     def claims():
-        from s4dconf.reports.claims import default_benchmark_files, evaluate, to_markdown
+        from s4dconf.reports.claims import default_benchmark_files, evaluate
 
         files = [bench_json] + [f for f in default_benchmark_files() if f.parent.name == "benchmarks"]
         verdicts = evaluate(files, out / "accuracy" / "accuracy.json")

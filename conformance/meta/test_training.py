@@ -26,7 +26,7 @@ from s4dconf.training.accuracy import load_any, measure, shipped_model  # noqa: 
 from s4dconf.training.datasets import DatasetNotFound, load_dataset  # noqa: E402
 from s4dconf.training.qaft import QaftScales, export_fxp, qaft_forward  # noqa: E402
 from s4dconf.training.recipes import get_recipe  # noqa: E402
-from s4dconf.training.train import TrainingError, TrainSpec, save_checkpoint, train  # noqa: E402
+from s4dconf.training.train import TrainingError, TrainSpec, train  # noqa: E402
 
 TINY_DIGITS = ModelConfig(name="tiny-digits", H=8, P=4, n_layers=1)
 
