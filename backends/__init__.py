@@ -17,13 +17,13 @@ from .torch_backends import TorchConvBackend, TorchConvF64Backend, TorchRecBacke
 REGISTRY: dict[str, type[Backend]] = {
     ReferenceBackend.name: ReferenceBackend,
     NumpyFxpBackend.name: NumpyFxpBackend,
+    LavaFxpBackend.name: LavaFxpBackend,
+    LavaFloatBackend.name: LavaFloatBackend,
+    Loihi2Backend.name: Loihi2Backend,
     TorchRecBackend.name: TorchRecBackend,
     TorchConvBackend.name: TorchConvBackend,
     TorchRecF64Backend.name: TorchRecF64Backend,
     TorchConvF64Backend.name: TorchConvF64Backend,
-    LavaFxpBackend.name: LavaFxpBackend,
-    LavaFloatBackend.name: LavaFloatBackend,
-    Loihi2Backend.name: Loihi2Backend,
 }
 
 
