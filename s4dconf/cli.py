@@ -329,6 +329,10 @@ def cmd_eval(args) -> int:
     from s4dconf.training.accuracy import accuracy_table, write_table
 
     table = accuracy_table(args.dataset, Path(args.models), args.data_dir, args.limit, args.backend or None)
+    if args.merge:
+        from s4dconf.training.accuracy import merge_tables
+
+        table = merge_tables(json.loads(Path(args.merge).read_text()), table)
     j, m = write_table(table, args.out)
     print(Path(m).read_text())
     print(f"wrote {j} and {m}")
@@ -438,6 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, default=None, help="first N test samples only (labelled as a subset)")
     e.add_argument("--out", default="reports/accuracy", help="output folder (default: reports/accuracy)")
     e.add_argument("--data-dir", default=None)
+    e.add_argument("--merge", default=None, metavar="ACCURACY_JSON",
+                   help="put the measured cells into this existing table (e.g. the Lava columns, from the Lava env)")
     e.set_defaults(func=cmd_eval)
     cl = sub.add_parser("claims", help="the paper's claims (reports/claims.toml), each with a verdict from measurements")
     cl.add_argument("--bench", nargs="*", default=None,

@@ -30,6 +30,7 @@ COLUMNS = {"float": ("reference", "torch-rec", "torch-conv", "lava-float"), "ptq
            "qaft": ("numpy-fxp", "lava-fxp")}
 # The Lava simulator costs ~2.5 ms per time step (SPEC.md 16.5); a full test split is hours of simulation.
 LAVA_MAX_STEPS = 200_000
+LAVA_BATCH = 20  # a Lava graph lays the batch side by side (weights kron(I_N, W)): keep N small
 QUOTED = [
     {"claim": "accuracy after quantisation to Loihi 2 precision stays within about 1 to 3 points of the float model; "
               "PTQ loses more on sCIFAR, QAFT recovers most of it", "source": "paper abstract (claim 4)"},
@@ -111,7 +112,7 @@ def accuracy_table(datasets=("sdigits",), models_dir: Path = MODELS_DIR, data_di
                     cell = Cell(None, 0, note=f"not run: {n} samples x {ds.length} steps on the Lava simulator "
                                               f"(~2.5 ms/step, SPEC.md 16.5) exceeds the {LAVA_MAX_STEPS} step budget")
                 else:
-                    cell = measure(b, model, ds, limit)
+                    cell = measure(b, model, ds, limit, batch=LAVA_BATCH if col.startswith("lava") else 500)
                 progress(f"{name:8s} {kind:5s} {col:11s} "
                          + (f"{cell.accuracy:.4f} ({cell.n} samples, {cell.seconds} s)" if cell.accuracy is not None
                             else cell.note))
@@ -119,6 +120,24 @@ def accuracy_table(datasets=("sdigits",), models_dir: Path = MODELS_DIR, data_di
             rows.append(row)
     return {"schema": "s4dconf-accuracy/1", "rows": rows, "quoted": QUOTED,
             "columns": sorted({c for cols in COLUMNS.values() for c in cols}, key=_col_order)}
+
+
+def merge_tables(base: dict, new: dict) -> dict:
+    """`base` with the measured cells of `new` put in (rows matched by dataset, kind and model sha256): columns
+    measured in another environment (the Lava env) join the same table. A row whose model differs is refused."""
+    index = {(r["dataset"], r["kind"]): r for r in base["rows"]}
+    for row in new["rows"]:
+        old = index.get((row["dataset"], row["kind"]))
+        if old is None:
+            base["rows"].append(row)
+            continue
+        if old.get("model_sha256") != row.get("model_sha256"):
+            raise S4DInputError(f"cannot merge {row['dataset']} {row['kind']}: the tables measured different model "
+                                f"files ({old.get('model_sha256', '?')[:12]} vs {row.get('model_sha256', '?')[:12]})")
+        for col, cell in row["cells"].items():
+            if cell["accuracy"] is not None or col not in old["cells"]:
+                old["cells"][col] = cell
+    return base
 
 
 def _col_order(c):
