@@ -73,6 +73,10 @@ class _TorchHandle:
     def tensor(self, a: np.ndarray):
         return self.torch.as_tensor(a, dtype=self.dtype, device=self.device)
 
+    def numpy(self, t) -> np.ndarray:
+        """A device tensor as a float64 numpy array on the host (what the harness compares)."""
+        return t.detach().cpu().to(self.torch.float64).numpy()
+
 
 class TorchSession(Session):
     """Streaming over N streams with the state on the device; `graph=True` replays a captured CUDA graph."""
@@ -124,7 +128,7 @@ class TorchSession(Session):
         if u_t.shape != (self.N, self.d_in):
             raise S4DInputError(f"step input must have shape ({self.N}, {self.d_in}), got {u_t.shape}")
         check_finite(f"step input at t={self.t}", u_t)
-        return self.step_tensor(self.h.tensor(u_t))[0].detach().cpu().to(self.h.torch.float64).numpy().copy()
+        return self.h.numpy(self.step_tensor(self.h.tensor(u_t))[0]).copy()
 
     def reset(self):
         for x in self.state["x"]:
@@ -140,7 +144,6 @@ class TorchSession(Session):
 
 class _TorchBackend(Backend):
     dtype_name = "float32"
-    mode = ""
 
     def __init__(self, device: str | None = None):
         self._device_request = device
@@ -189,9 +192,8 @@ class TorchRecBackend(_TorchBackend):
             lg, y = s.step_tensor(ut[:, k])
             logits.append(lg.clone())
             ys.append(torch.stack(y))  # (n_layers, N, H): a copy, also of a graph's static outputs
-        f64 = lambda t: t.cpu().to(torch.float64).numpy()  # noqa: E731
         ys = torch.stack(ys, dim=2)  # (n_layers, N, L, H)
-        return BackendRun(step_logits=f64(torch.stack(logits, dim=1)), layer_y=[f64(y) for y in ys])
+        return BackendRun(step_logits=handle.numpy(torch.stack(logits, dim=1)), layer_y=[handle.numpy(y) for y in ys])
 
     def open_session(self, handle, batch, graph: bool = False):
         return TorchSession(handle, batch, graph=graph)
@@ -207,11 +209,9 @@ class TorchConvBackend(_TorchBackend):
 
     def run(self, handle, u, path):
         u = as_input_sequence(u, handle.model.config.d_input)
-        torch = handle.torch
-        with torch.no_grad():
+        with handle.torch.no_grad():
             logits, ys = handle.module(handle.tensor(u), return_layers=True)
-        f64 = lambda t: t.cpu().to(torch.float64).numpy()  # noqa: E731
-        return BackendRun(step_logits=f64(logits), layer_y=[f64(y) for y in ys])
+        return BackendRun(step_logits=handle.numpy(logits), layer_y=[handle.numpy(y) for y in ys])
 
 
 class TorchRecF64Backend(TorchRecBackend):

@@ -61,7 +61,8 @@ class TorchS4D(nn.Module):
     # ------------------------------------------------------------- the S4D layer
 
     def discrete(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(dtA, Abar, Bbar, C) of layer i, complex (H, P); ZOH: Abar = exp(dt A), Bbar = (Abar - 1) / A B."""
+        """(log Abar, Abar, Bbar, C) of layer i, complex (H, P). ZOH: Abar = exp(dt A), log Abar = dt A,
+        Bbar = (Abar - 1) / A B; bilinear: Abar = (1 + dt A / 2) / (1 - dt A / 2), Bbar = dt B / (1 - dt A / 2)."""
         g = lambda k: self.param(f"layer{i}.{k}")  # noqa: E731
         A = torch.complex(-torch.exp(g("a_re")), g("a_im"))
         B = torch.complex(g("B_re"), g("B_im"))

@@ -3,7 +3,8 @@ run on integer-valued float64 tensors, with straight-through gradients; the expo
 
     integers    q = Q(float parameters)            (reference/quantize.py: quantize_arrays, the PTQ value rule)
     STE         q_ste = s + (q - s).detach(),  s = the float parameter times its scale 2^e (d q_ste / d s = 1)
-    rescale     R(a, k) = floor(a 2^-k [+ 1/2]) for k >= 1, a 2^k' for k = -k' <= 0;  floor_ste(v) = v + (floor(v) - v).detach()
+    rescale     R(a, k) = floor(a 2^-k [+ 1/2]) for k >= 1, a 2^k' for k = -k' <= 0;
+                floor_ste(v) = v + (floor(v) - v).detach()
     saturate    clamp to the signed width (zero gradient outside, as the hardware clips)
 The exponents (inp_exp, act_exp, out_exp) are fixed to those PTQ chose for the starting model; the weight exponents
 follow each matrix's peak, by the PTQ rule. Every intermediate is an integer below 2^53 (SPEC.md 14.5), so float64
@@ -43,7 +44,7 @@ def export_fxp(module, scales: QaftScales, provenance: dict | None = None) -> Fx
 
 
 def _ste(scaled: torch.Tensor, q: np.ndarray) -> torch.Tensor:
-    return scaled + (torch.as_tensor(q, dtype=torch.float64) - scaled).detach()
+    return scaled + (torch.as_tensor(q, dtype=torch.float64, device=scaled.device) - scaled).detach()
 
 
 def ste_integers(module, fxp: FxpModel) -> dict[str, torch.Tensor]:
@@ -92,7 +93,7 @@ def qaft_forward(module, scales: QaftScales, u: torch.Tensor, all_steps: bool = 
     enc_T, dec_T = q["encoder.W"].T, q["decoder.W"].T
     layers = [tuple(q[f"layer{i}.{k}"] for k in ("Abar_re", "Abar_im", "Bbar_re", "Bbar_im", "C_re", "C_im", "W"))
               + (q.get(f"layer{i}.D"), fxp.shift_mixer(i)) for i in range(cfg.n_layers)]
-    xs = [(torch.zeros(N, cfg.H, cfg.P, dtype=torch.float64),) * 2 for _ in range(cfg.n_layers)]
+    xs = [(torch.zeros(N, cfg.H, cfg.P, dtype=torch.float64, device=u.device),) * 2 for _ in range(cfg.n_layers)]
     outs = []
     for k in range(L):
         h = torch.clamp(R(uq[:, k] @ enc_T, fxp.shift_encoder), Mlo, Mhi)

@@ -81,12 +81,12 @@ def accuracy_torch(module, ds: SequenceDataset, idx: np.ndarray, batch: int, for
     if len(idx) == 0:
         return float("nan")
     correct = 0
-    dtype = next(module.parameters()).dtype
+    p = next(module.parameters())  # the module's dtype and device (CUDA when training there)
     with torch.no_grad():
         for a in range(0, len(idx), batch):
             sel = idx[a:a + batch]
-            logits = forward(module, torch.as_tensor(ds.inputs(sel), dtype=dtype))
-            correct += int((logits.argmax(dim=1).numpy() == ds.y[sel]).sum())
+            logits = forward(module, torch.as_tensor(ds.inputs(sel), dtype=p.dtype, device=p.device))
+            correct += int((logits.argmax(dim=1).cpu().numpy() == ds.y[sel]).sum())
     return correct / len(idx)
 
 
