@@ -18,6 +18,8 @@ from pathlib import Path
 
 from s4dconf.reference.validate import S4DInputError
 
+from .compare import load_run
+
 try:
     import tomllib
 except ImportError:  # Python 3.10 (the Lava env)
@@ -69,19 +71,18 @@ def load_claims(path: Path = CLAIMS_FILE) -> list[dict]:
 
 
 def load_benchmarks(paths) -> list[Bench]:
-    """Every timed benchmark of the given pytest-benchmark JSON files (untimed ones carry no figures)."""
+    """Every timed benchmark of the given pytest-benchmark JSON files (untimed ones carry no figures), read by the
+    one pytest-benchmark reader, `reports/compare.py: load_run`."""
     out = []
     for p in paths:
         try:
-            data = json.loads(Path(p).read_text())
-            mi = data["machine_info"]
-            machine = f"{mi.get('node', '?')} ({mi.get('s4dconf', {}).get('cpu') or mi.get('processor', '?')})"
-            for b in data["benchmarks"]:
-                if b.get("stats"):
-                    out.append(Bench(Path(p).name, b["name"], b.get("extra_info", {}), machine))
-        except (OSError, KeyError, TypeError, json.JSONDecodeError) as e:
-            raise S4DInputError(f"benchmark file {p} is not a pytest-benchmark JSON file: {type(e).__name__}: {e}") \
-                from None
+            run = load_run(p)
+        except S4DInputError as e:
+            raise S4DInputError(f"benchmark file {p} is not a pytest-benchmark JSON file: {e}") from None
+        mi = run.machine_info
+        ours = mi.get("s4dconf") if isinstance(mi.get("s4dconf"), dict) else {}
+        machine = f"{mi.get('node', '?')} ({ours.get('cpu') or mi.get('processor', '?')})"
+        out += [Bench(Path(p).name, b.name, b.extra_info, machine) for b in run.benchmarks.values() if b.stats]
     return out
 
 
@@ -146,16 +147,27 @@ def chip_step_time(claim, benches, accuracy):
     return verdict, {"us_per_token": c.get("us_per_token"), "context_us_per_token_measured": cpu}, [_ev(c)], ""
 
 
+def first_winning_batch(stream_tokens_per_s: float, conv_tokens_per_s: dict) -> int | None:
+    """The crossover (SPEC.md 21): the smallest measured batch whose whole-sample tokens/s exceed the streaming
+    tokens/s at batch 1; None when no measured batch does."""
+    return next((b for b in sorted(conv_tokens_per_s) if conv_tokens_per_s[b] > stream_tokens_per_s), None)
+
+
 def _stream_vs_conv(benches):
-    """{(config, L): (torch-rec stream b1 bench, {batch: torch-conv whole-sample bench})} for measured pairs."""
+    """{(file, config, L): (torch-rec stream b1 bench, {batch: torch-conv whole-sample bench})} for measured pairs
+    of one file (one run on one machine: figures of different runs are never set against each other)."""
     out = {}
     for s in _pick(benches, backend="torch-rec", mode="stream", batch=1, path="default"):
         convs = {b.get("batch"): b for b in _pick(benches, backend="torch-conv", mode="whole-sample",
                                                   config=s.get("config"), L=s.get("L"), device=s.get("device"))
-                 if b.get("tokens_per_s")}
+                 if b.get("tokens_per_s") and b.file == s.file}
         if s.get("tokens_per_s") and convs:
-            out[(s.get("config"), s.get("L"))] = (s, convs)
+            out[(s.file, s.get("config"), s.get("L"))] = (s, convs)
     return out
+
+
+def _pair_label(file, cfg, L, s) -> str:
+    return f"{cfg} L={L} on {s.get('device')} ({file})"
 
 
 def batched_vs_streaming(claim, benches, accuracy):
@@ -164,9 +176,9 @@ def batched_vs_streaming(claim, benches, accuracy):
         return ("not measurable here", {}, [], "no torch-rec streaming (batch 1) and torch-conv whole-sample "
                 "(batch 64) benchmarks of the same config, L and device (torch not installed?)")
     measured, evidence, bad = {}, [], []
-    for (cfg, L), (s, convs) in sorted(pairs.items()):
+    for (file, cfg, L), (s, convs) in sorted(pairs.items()):
         r = convs[64].get("tokens_per_s") / s.get("tokens_per_s")
-        measured[f"{cfg} L={L} on {s.get('device')}"] = {"conv_b64_tokens_per_s": convs[64].get("tokens_per_s"),
+        measured[_pair_label(file, cfg, L, s)] = {"conv_b64_tokens_per_s": convs[64].get("tokens_per_s"),
                                                          "rec_stream_tokens_per_s": s.get("tokens_per_s"),
                                                          "ratio": r}
         evidence += [_ev(s), _ev(convs[64])]
@@ -186,14 +198,14 @@ def crossover_batch(claim, benches, accuracy):
         return ("not measurable here", {}, [], "no torch-rec streaming and torch-conv whole-sample benchmarks of "
                 "the same config, L and device")
     measured, evidence, never = {}, [], []
-    for (cfg, L), (s, convs) in sorted(pairs.items()):
-        wins = [b for b in sorted(convs) if convs[b].get("tokens_per_s") > s.get("tokens_per_s")]
-        measured[f"{cfg} L={L} on {s.get('device')}"] = {
-            "crossover_batch": wins[0] if wins else None, "batches_measured": sorted(convs),
+    for (file, cfg, L), (s, convs) in sorted(pairs.items()):
+        crossover = first_winning_batch(s.get("tokens_per_s"), {b: c.get("tokens_per_s") for b, c in convs.items()})
+        measured[_pair_label(file, cfg, L, s)] = {
+            "crossover_batch": crossover, "batches_measured": sorted(convs),
             "rec_stream_tokens_per_s": s.get("tokens_per_s"),
             "conv_tokens_per_s": {b: convs[b].get("tokens_per_s") for b in sorted(convs)}}
         evidence += [_ev(s)] + [_ev(convs[b]) for b in sorted(convs)]
-        if not wins:
+        if crossover is None:
             never.append(f"{cfg} L={L}")
     if never:
         return ("contradicted", measured, evidence,
@@ -250,10 +262,12 @@ CHECKS = {f.__name__: f for f in (chip_vs_jetson, chip_step_time, batched_vs_str
 
 def default_benchmark_files() -> list[Path]:
     """Fresh runs (reports/out/*.json that are benchmark files) and the committed ones (reports/benchmarks/)."""
-    files = sorted((REPORTS_DIR / "benchmarks").glob("*.json"))
-    out_dir = REPORTS_DIR / "out"
-    files += [p for p in sorted(out_dir.glob("benchmark*.json"))]
-    return files
+    return committed_benchmark_files() + sorted((REPORTS_DIR / "out").glob("benchmark*.json"))
+
+
+def committed_benchmark_files() -> list[Path]:
+    """The runs committed under reports/benchmarks/ (full sets, the Lava cost per step)."""
+    return sorted((REPORTS_DIR / "benchmarks").glob("*.json"))
 
 
 def default_accuracy_file() -> Path | None:

@@ -34,9 +34,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
-from s4dconf.reference.validate import S4DInputError
 
 import s4dconf
+from s4dconf.reference.validate import S4DInputError
+from s4dconf.reports.claims import _short, first_winning_batch
 
 SECTIONS = {"machine": "Machine", "conformance": "Conformance matrix", "errors": "Error distributions per backend",
             "accuracy": "Accuracy", "benchmarks": "Benchmarks", "claims": "Claims", "resources": "Resources"}
@@ -619,20 +620,25 @@ def _labeller(rows: list[dict]):
 
 
 def crossover_batch(rows: list[dict]) -> list[dict]:
-    """Per device with both: the smallest batch where torch-conv whole-sample tokens/s exceeds torch-rec streaming
-    (batch 1) tokens/s; None when no measured batch does. Several measurements of one point: the best one counts."""
+    """Per device and file (one run: figures of different runs are never set against each other, as in
+    `reports/claims.py`) with both: the smallest batch where torch-conv whole-sample tokens/s exceeds torch-rec
+    streaming (batch 1) tokens/s (`first_winning_batch`); None when no measured batch does. Several measurements of
+    one point in one file: the best one counts. "where" names the device, and the file when there are several."""
     out = []
     rec = [r for r in rows if r["backend"] == "torch-rec" and r["mode"] == "stream" and r.get("batch") == 1
            and r.get("tokens_per_s")]
     conv = [r for r in rows if r["backend"] == "torch-conv" and r["mode"] == "whole-sample" and r.get("tokens_per_s")]
-    for dev in sorted({r.get("device") for r in rec} & {r.get("device") for r in conv}, key=str):
-        stream = max(r["tokens_per_s"] for r in rec if r.get("device") == dev)
+    run = lambda r: (r.get("device"), r.get("file"))  # noqa: E731
+    several_files = len({r.get("file") for r in rec + conv}) > 1
+    for key in sorted({run(r) for r in rec} & {run(r) for r in conv}, key=str):
+        stream = max(r["tokens_per_s"] for r in rec if run(r) == key)
         by_batch = defaultdict(float)
         for r in conv:
-            if r.get("device") == dev:
+            if run(r) == key:
                 by_batch[r["batch"]] = max(by_batch[r["batch"]], r["tokens_per_s"])
-        batch = next((b for b in sorted(by_batch) if by_batch[b] > stream), None)
-        out.append({"device": dev, "batch": batch, "stream_tokens_per_s": stream, "batches": sorted(by_batch),
+        batch = first_winning_batch(stream, by_batch)
+        out.append({"device": key[0], "where": f"{key[0]}, {key[1]}" if several_files else str(key[0]),
+                    "batch": batch, "stream_tokens_per_s": stream, "batches": sorted(by_batch),
                     "conv_tokens_per_s": by_batch[batch] if batch is not None else None})
     return out
 
@@ -697,7 +703,7 @@ def _throughput_plot(img_dir: Path, stem: str, title: str, rows: list[dict]) -> 
                        label=f"{label(r)} streaming (batch 1)")
     for c in crossover_batch(rows):
         if c["batch"] is not None:
-            ax.axvline(c["batch"], color="k", ls="--", lw=1, label=f"crossover ({c['device']}): batch {c['batch']}")
+            ax.axvline(c["batch"], color="k", ls="--", lw=1, label=f"crossover ({c['where']}): batch {c['batch']}")
             ax.plot([c["batch"]], [c["conv_tokens_per_s"]], marker="*", ms=14, color="k", ls="none")
     batches = sorted({r["batch"] for r in whole})
     if len(batches) > 1:
@@ -720,7 +726,7 @@ def _throughput_plot(img_dir: Path, stem: str, title: str, rows: list[dict]) -> 
 def _crossover_text(rows) -> list[Para]:
     out = []
     for c in crossover_batch(rows):
-        head = (f"Crossover on {c['device']}: torch-conv whole-sample tokens/s exceeds torch-rec streaming "
+        head = (f"Crossover on {c['where']}: torch-conv whole-sample tokens/s exceeds torch-rec streaming "
                 f"({c['stream_tokens_per_s']:,.0f} tokens/s at batch 1)")
         out.append(Para(f"{head} from batch {c['batch']} (batches measured: {c['batches']})." if c["batch"] is not None
                         else f"{head.replace('exceeds', 'does not exceed')} at any measured batch ({c['batches']})."))
@@ -773,7 +779,6 @@ def _claims_list(cl: Loaded) -> list[dict]:
 
 
 def claims_section(cl: Loaded) -> Section:
-    from s4dconf.reports.claims import _short
 
     if cl.data is None:
         return Section("claims", _not_run("claims", "no claims JSON", cl.missing))

@@ -17,7 +17,8 @@ def _bench(name, **info):
 
 def _write(tmp_path, benches, fname="b.json"):
     p = tmp_path / fname
-    p.write_text(json.dumps({"machine_info": {"node": "n", "s4dconf": {"cpu": "c"}}, "benchmarks": benches}))
+    p.write_text(json.dumps({"machine_info": {"node": "n", "s4dconf": {"cpu": "c"}}, "commit_info": {},
+                             "benchmarks": benches, "datetime": "2026-11-29T00:00:00", "version": "5.1.0"}))
     return p
 
 
