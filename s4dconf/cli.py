@@ -182,6 +182,7 @@ def cmd_run(args) -> int:
     the shipped models, the benchmark smoke set, the resource counts, the claims and the report."""
     import dataclasses
 
+    from s4dconf.reports.claims import committed_benchmark_files
     from s4dconf.training.accuracy import MODELS_DIR
 
     out = Path(args.out)
@@ -200,11 +201,13 @@ def cmd_run(args) -> int:
         print(f"[{k + 1}/{len(steps)}] {steps[k]}: {'ok' if not rc else f'exit code {rc}'} "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
 
-    step(0, lambda: cmd_golden(argparse.Namespace(action="verify", dir=None, verbose=False)))
-    step(1, lambda: cmd_check(argparse.Namespace(backend=[], json=str(out / "conformance.json"), pytest_args=[],
-                                                 quiet=True)))
-    step(2, lambda: cmd_eval(argparse.Namespace(dataset=args.dataset, models=str(models), data_dir=None, limit=None,
-                                                backend=[], out=str(out / "accuracy"))))
+    def command(*argv):  # a sub-command as the parser builds it: every option present, with its default
+        sub_args = build_parser().parse_args([str(a) for a in argv])
+        return lambda: sub_args.func(sub_args)
+
+    step(0, command("golden", "verify"))
+    step(1, command("check", "--json", out / "conformance.json", "--quiet"))
+    step(2, command("eval", "--dataset", *args.dataset, "--models", models, "--out", out / "accuracy"))
     bench_json = out / "benchmark-smoke.json"
     step(3, lambda: subprocess.call([sys.executable, "-m", "pytest", "-q", "-m", "benchmark",
                                      str(_conformance_dir() / "benchmarks" / "test_bench_modes.py"),
@@ -220,9 +223,9 @@ def cmd_run(args) -> int:
     step(4, resources)
 
     def claims():
-        from s4dconf.reports.claims import default_benchmark_files, evaluate
+        from s4dconf.reports.claims import evaluate
 
-        files = [bench_json] + [f for f in default_benchmark_files() if f.parent.name == "benchmarks"]
+        files = [bench_json] + committed_benchmark_files()
         verdicts = evaluate(files, out / "accuracy" / "accuracy.json")
         (out / "claims.json").write_text(json.dumps([dataclasses.asdict(v) for v in verdicts], indent=1) + "\n")
         for v in verdicts:
@@ -233,12 +236,11 @@ def cmd_run(args) -> int:
 
     def report():
         from s4dconf.reports.report import build_report
-        from s4dconf.reports.claims import default_benchmark_files
 
         resources_md = out / "resources.md"
         html, md = build_report(
             out, conformance_json=out / "conformance.json", accuracy_json=out / "accuracy" / "accuracy.json",
-            benchmark_jsons=[bench_json] + [f for f in default_benchmark_files() if f.parent.name == "benchmarks"],
+            benchmark_jsons=[bench_json] + committed_benchmark_files(),
             claims_json=out / "claims.json",
             resources={"markdown": resources_md.read_text()} if resources_md.is_file() else None)
         print(f"  report: {html}\n  markdown: {md}")
