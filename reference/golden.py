@@ -20,7 +20,6 @@ convolution path differs from it by more than the float64 tolerance.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import platform
 from pathlib import Path
@@ -35,7 +34,7 @@ from .golden_fxp import generate_fxp, load_fxp_checked, verify_fxp
 from .inputs import FAMILIES, make_input
 from .model import S4DModel
 from .modelfile import load_model, params_digest, save_model
-from .npzio import read_npz, write_npz
+from .npzio import read_npz, sha256_file, write_npz
 from .validate import S4DInputError
 
 GOLDEN_SCHEMA = "s4dconf-golden/1"
@@ -114,10 +113,6 @@ def rel_l2(a: np.ndarray, ref: np.ndarray) -> float:
     if den == 0.0:
         return 0.0 if num == 0.0 else float("inf")
     return num / den
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def model_for(config_name: str, seed: int = GENERATOR_SEED) -> S4DModel:

@@ -5,6 +5,7 @@ member has a fixed timestamp and members are sorted, so the same arrays give the
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import zipfile
 from pathlib import Path
@@ -72,3 +73,12 @@ def read_str(arrays: dict, key: str, path, what: str) -> str:
     if a.dtype.kind != "U" or a.ndim != 0:
         raise S4DInputError(f"{what} {path}: entry {key!r} must be a string, got dtype {a.dtype} shape {a.shape}")
     return str(a)
+
+
+def sha256_file(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in 4 MiB chunks (model files, goldens, dataset archives of any size)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()

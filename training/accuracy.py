@@ -10,7 +10,6 @@ labelled "quoted".
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 
 from s4dconf.reference.fixed_point import FXP_SCHEMA, load_fxp
 from s4dconf.reference.modelfile import MODEL_SCHEMA, load_model, load_record
-from s4dconf.reference.npzio import read_npz, read_str
+from s4dconf.reference.npzio import read_npz, read_str, sha256_file
 from s4dconf.reference.validate import S4DInputError
 
 from .datasets import load_dataset
@@ -50,10 +49,6 @@ def load_any(path: str | Path):
     if schema == FXP_SCHEMA:
         return load_fxp(path)
     raise S4DInputError(f"model file {path} has unknown schema {schema!r}")
-
-
-def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 @dataclasses.dataclass
@@ -97,7 +92,7 @@ def accuracy_table(datasets=("sdigits",), models_dir: Path = MODELS_DIR, data_di
                 row["note"] = f"no model file {path}"
                 rows.append(row)
                 continue
-            row["model_sha256"] = file_sha256(path)
+            row["model_sha256"] = sha256_file(path)
             row["record"] = _summary(load_record(path))
             model = load_any(path)
             for col in COLUMNS[kind]:

@@ -53,6 +53,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+from s4dconf.reference.npzio import sha256_file
 from s4dconf.reference.validate import S4DInputError
 
 log = logging.getLogger(__name__)
@@ -272,14 +273,6 @@ def _holdout_split(n: int, n_holdout: int, seed: int) -> tuple[np.ndarray, np.nd
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _place(p: Path) -> str:
@@ -553,7 +546,7 @@ def _decode_tar(tar_path: Path) -> dict:
 
 
 def _load_image_tar(tar_path: Path, split: str):
-    digest = _sha256_file(tar_path)
+    digest = sha256_file(tar_path)
     key = f"v{_CACHE_VERSION} {digest}"
     caches = {s: _cache_dir(tar_path.parent) / f"cifar10-tar-{digest[:16]}-{s}.npz" for s in SPLITS}
     hit = _read_cache(caches[split], key)
