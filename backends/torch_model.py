@@ -105,6 +105,31 @@ class TorchS4D(nn.Module):
         logits = self.readout(h)
         return (logits, ys) if return_layers else logits
 
+    def forward_last(self, u: torch.Tensor) -> torch.Tensor:
+        """u (N, L, d_input) -> last-step logits (N, n_classes), readout "last" only (training's forward).
+
+        The same causal convolution as forward(), laid out (N, H, L) so that every FFT runs over contiguous memory,
+        and the last layer evaluated at its last step only: y_{L-1} = sum_k K[k] h_{L-1-k}, no FFT.
+        """
+        if self.config.readout != "last":
+            return self.forward(u)[:, -1]
+        L = u.shape[1]
+        n = 2 * L
+        h = (u @ self.param("encoder.W").T).transpose(1, 2)  # (N, H, L)
+        last = self.config.n_layers - 1
+        for i in range(self.config.n_layers):
+            K = self.kernel(i, L)
+            if i == last:
+                y = (h * K.flip(-1)).sum(-1)  # (N, H)
+                if self.config.use_D:
+                    y = y + self.param(f"layer{i}.D") * h[..., -1]
+                return self.act(self.act(y) @ self.param(f"layer{i}.W").T) @ self.param("decoder.W").T
+            y = torch.fft.irfft(torch.fft.rfft(h, n=n) * torch.fft.rfft(K, n=n), n=n)[..., :L]
+            if self.config.use_D:
+                y = y + self.param(f"layer{i}.D")[:, None] * h
+            h = self.act(self.act(y).transpose(1, 2) @ self.param(f"layer{i}.W").T).transpose(1, 2)
+        raise AssertionError("unreachable: n_layers >= 1")
+
     def readout(self, h: torch.Tensor) -> torch.Tensor:
         if self.config.readout == "mean":
             steps = torch.arange(1, h.shape[1] + 1, device=h.device, dtype=h.dtype)

@@ -426,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     from s4dconf.training.accuracy import MODELS_DIR
 
     t = sub.add_parser("train", help="train a recipe (float), quantise it (PTQ) and fine-tune it (QAFT)")
-    t.add_argument("recipe", help="sdigits, smnist, paper-smnist, paper-psmnist, paper-scifar")
+    t.add_argument("recipe", help="sdigits, smnist, psmnist, scifar, paper-smnist, paper-psmnist, paper-scifar")
     t.add_argument("--stage", nargs="+", default=["float", "ptq", "qaft"], choices=["float", "ptq", "qaft"])
     t.add_argument("--out-dir", default="models-out", help="where the model files and <recipe>.log.json go")
     t.add_argument("--epochs", type=int, default=None, help="override the recipe's float epochs")

@@ -71,7 +71,7 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
 
 def conv_forward(module, x):
     """Last-step logits by the convolution mode (float training)."""
-    return module(x)[:, -1]
+    return module.forward_last(x)
 
 
 def accuracy_torch(module, ds: SequenceDataset, idx: np.ndarray, batch: int, forward=conv_forward) -> float:

@@ -82,3 +82,16 @@ def test_session_state_and_reset(tiny):
     assert s.get_state()["t"] == 0 and not np.abs(s.get_state()["x"][0]).any()
     np.testing.assert_array_equal(s.run(u), first)
     np.testing.assert_allclose(backend.run(handle, u, "eager").step_logits, first, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("changes", [dict(), dict(use_D=True), dict(activation="identity", n_layers=3, d_input=3),
+                                     dict(readout="mean")])
+def test_training_forward_equals_the_last_step_of_the_convolution(changes):
+    # forward_last (training) skips the last layer's FFT and reorders the layout: it must be the same function
+    from s4dconf.backends.torch_model import TorchS4D
+
+    cfg = get_config("small").replace(**changes)
+    m = TorchS4D.from_reference(S4DModel.create(cfg, 3), torch.float64)
+    u = torch.as_tensor(np.random.default_rng(0).standard_normal((3, 50, cfg.d_input)))
+    with torch.no_grad():
+        np.testing.assert_allclose(m.forward_last(u).numpy(), m(u)[:, -1].numpy(), rtol=1e-12, atol=1e-13)
