@@ -1,7 +1,7 @@
-"""Backend registry: name -> class. Later backends (numpy-fxp, torch-rec, torch-conv, lava-float, lava-fxp,
-loihi2) register here with one line each; a backend whose dependencies are absent still registers and reports
-"not available: <reason>" from availability().
-"""
+"""Floor 2, the backends under test behind one contract (SPEC.md section 8): the contract (base), running a
+backend with its delays removed (aligned), and the backends, one module each; this module is the registry
+(name -> class). A backend whose dependencies are absent still registers and reports "not available: <reason>"
+from availability(). Imports `reference` and `fixedpoint`."""
 from __future__ import annotations
 
 from s4dconf.reference.validate import S4DInputError

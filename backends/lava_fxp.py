@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from s4dconf.reference.fixed_point import FxpModel
-from s4dconf.reference.fixed_point_literal import quantize_input
+from s4dconf.fixedpoint.formats import FxpModel
+from s4dconf.fixedpoint.literal import quantize_input
 from s4dconf.reference.validate import S4DInputError, as_input_sequence
 
 from .base import BackendRun
 from .lava_runtime import LavaSimBackend, lava_delays, run_isolated
-from .numpy_fxp import FxpRun, NumpyFxpBackend
+from s4dconf.fixedpoint.engine import FxpRun
+
+from .numpy_fxp import NumpyFxpBackend
 
 LAVA_MSG_BITS = 24  # Loihi 2 graded spikes carry 24 bits
 

@@ -14,7 +14,7 @@ import subprocess
 
 import numpy as np
 
-from s4dconf.reference.fixed_point import FxpModel
+from s4dconf.fixedpoint.formats import FxpModel
 from s4dconf.reference.validate import S4DInputError
 
 from .base import Availability, Backend, BackendInfo, BackendRun
@@ -198,7 +198,7 @@ class Loihi2Backend(Backend):
         return lava_delays(handle.config.n_layers)
 
     def run(self, handle, u, path):  # pragma: no cover - needs a Loihi 2 system
-        from s4dconf.reference.fixed_point_literal import quantize_input
+        from s4dconf.fixedpoint.literal import quantize_input
 
         counts: dict = {}
         u_q = np.stack([quantize_input(handle, u[:, k], counts) for k in range(u.shape[1])], axis=1)

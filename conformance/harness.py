@@ -13,58 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from s4dconf.reference.metrics import argmax_agreement, snr_from_rel_l2
 from s4dconf.reference.validate import S4DInputError
 
 HERE = Path(__file__).resolve().parent
 TOLERANCE_FILE = HERE / "tolerances.csv"
 SKIP_DIR = HERE / "skips"
 METRICS = ("rel_l2", "max_abs_rel", "snr_db", "argmax")
-
-
-# ---------------------------------------------------------------- metrics
-
-def rel_l2(out, ref) -> float:
-    """||out - ref||_2 / ||ref||_2; 0 if both are zero, inf if only ref is."""
-    out, ref = np.asarray(out, dtype=np.float64), np.asarray(ref, dtype=np.float64)
-    num, den = float(np.linalg.norm(out - ref)), float(np.linalg.norm(ref))
-    if den == 0.0:
-        return 0.0 if num == 0.0 else math.inf
-    return num / den
-
-
-def max_abs_rel(out, ref) -> float:
-    """max |out - ref| / max |ref|: the worst error relative to the signal's peak."""
-    out, ref = np.asarray(out, dtype=np.float64), np.asarray(ref, dtype=np.float64)
-    num, den = float(np.max(np.abs(out - ref))), float(np.max(np.abs(ref)))
-    if den == 0.0:
-        return 0.0 if num == 0.0 else math.inf
-    return num / den
-
-
-def snr_db(out, ref) -> float:
-    """10 log10(sum ref^2 / sum (out - ref)^2); inf when out == ref."""
-    r = rel_l2(out, ref)
-    if r == 0.0:
-        return math.inf
-    return -20.0 * math.log10(r) if math.isfinite(r) else -math.inf
-
-
-def argmax_agreement(out_logits, ref_logits, tie_margin: float) -> tuple[float, int]:
-    """Fraction of decisive samples whose argmax agrees, and how many samples were decisive.
-
-    A sample is decisive when its reference top-1 minus top-2 logit exceeds tie_margin: closer calls may
-    legitimately flip within the tolerance and are not counted (SPEC.md section 11.2).
-    """
-    out, ref = np.asarray(out_logits), np.asarray(ref_logits)
-    if ref.shape[-1] < 2:
-        return 1.0, 0  # one class: no decision to agree on
-    top2 = np.sort(ref, axis=-1)[..., -2:]
-    decisive = (top2[..., 1] - top2[..., 0]) > tie_margin
-    n = int(decisive.sum())
-    if n == 0:
-        return 1.0, 0
-    agree = np.argmax(out, axis=-1) == np.argmax(ref, axis=-1)
-    return float(agree[decisive].mean()), n
 
 
 # ---------------------------------------------------------------- tolerance table
@@ -199,8 +154,7 @@ def compare(out, ref, tol: Tolerance, *, backend: str, case: str, probe: str, lo
     if tol.max_abs_rel_max is not None:
         add("max_abs_rel", e_peak / peak if peak > 0 else (0.0 if e_peak == 0 else math.inf), tol.max_abs_rel_max)
     if tol.snr_db_min is not None:
-        snr = math.inf if r == 0 else (-20.0 * math.log10(r) if math.isfinite(r) else -math.inf)
-        add("snr_db", snr, tol.snr_db_min, upper=False)
+        add("snr_db", snr_from_rel_l2(r), tol.snr_db_min, upper=False)
     if logits and tol.argmax_min is not None:
         # calls closer than twice the tolerated error may flip: the error bound is max_abs_rel_max, or the
         # relative RMS error 10^(-snr_db_min/20) where only an SNR is set (SPEC.md 11.2)
@@ -219,58 +173,6 @@ def failures_message(records: list[Record]) -> str:
         f"(row {r.family})"
         for r in bad
     )
-
-
-# ---------------------------------------------------------------- delay compensation
-
-def pad_for_delay(u: np.ndarray, delay: int) -> np.ndarray:
-    """u followed by `delay` zero steps, so that a backend with that latency emits all L answers."""
-    if isinstance(delay, bool) or not isinstance(delay, (int, np.integer)) or delay < 0:
-        raise S4DInputError(f"a backend delay must be an integer >= 0 steps, got {delay!r}")
-    if delay == 0:
-        return u
-    return np.concatenate([u, np.zeros((u.shape[0], delay, u.shape[2]))], axis=1)
-
-
-def aligned_run(backend, handle, u: np.ndarray, path: str, info):
-    """Run a whole batch and return (step_logits, layer_y) aligned with the reference's step indices."""
-    L = u.shape[1]
-    d = backend.delays(handle)
-    run = backend.run(handle, pad_for_delay(u, d.max), path)
-    step_logits = run.step_logits[:, d.logits:d.logits + L]
-    layer_y = None
-    if run.layer_y is not None:
-        layer_y = [y[:, d.layer(i):d.layer(i) + L] for i, y in enumerate(run.layer_y)]
-    return step_logits, layer_y, run
-
-
-def aligned_stream(session, u: np.ndarray, info, stops=(), chunk_sizes=None):
-    """Stream u (plus delay padding) through a session; returns (step_logits aligned, {t: state at t}).
-
-    stops: backend time indices t after which get_state() is read (state after t+1 inputs).
-    chunk_sizes: an iterable of chunk lengths (cycled); default: stop boundaries only.
-    """
-    L = u.shape[1]
-    d = info.delays
-    up = pad_for_delay(u, d.max)
-    total = up.shape[1]
-    bounds = {t + 1 for t in stops if t + 1 <= total} | {total}
-    if chunk_sizes is not None:
-        sizes = list(chunk_sizes)
-        pos, i = 0, 0
-        while pos < total:
-            pos += max(1, int(sizes[i % len(sizes)]))
-            i += 1
-            bounds.add(min(pos, total))
-    outs, states, pos = [], {}, 0
-    for b in sorted(bounds):
-        if b > pos:
-            outs.append(session.run(up[:, pos:b]))
-            pos = b
-        if b - 1 in stops:
-            states[b - 1] = session.get_state()
-    step_logits = np.concatenate(outs, axis=1)
-    return step_logits[:, d.logits:d.logits + L], states
 
 
 # ---------------------------------------------------------------- skip / xfail lists

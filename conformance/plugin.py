@@ -15,7 +15,7 @@ import scipy
 
 import s4dconf
 from s4dconf.backends import REGISTRY, Backend, get_backend
-from s4dconf.reference.golden import GOLDEN_DIR, GoldenSet
+from s4dconf.goldens.store import GOLDEN_DIR, GoldenSet
 
 from .harness import skiplist_for
 

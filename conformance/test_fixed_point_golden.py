@@ -5,7 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from .harness import Record, aligned_run, aligned_stream
+from s4dconf.backends.aligned import aligned_run, aligned_stream
+
+from .harness import Record
 
 pytestmark = pytest.mark.conformance
 

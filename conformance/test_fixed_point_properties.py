@@ -16,9 +16,10 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from s4dconf.backends.numpy_fxp import FxpEngine, FxpSession, run_fxp
+from s4dconf.backends.numpy_fxp import FxpSession
+from s4dconf.fixedpoint.engine import FxpEngine, run_fxp
 from s4dconf.reference.config import NAMED_CONFIGS, ModelConfig
-from s4dconf.reference.fixed_point import (
+from s4dconf.fixedpoint.formats import (
     ROUNDING_MODES,
     FxpFormat,
     fxp_digest,
@@ -26,17 +27,19 @@ from s4dconf.reference.fixed_point import (
     overflow_bounds,
     save_fxp,
 )
-from s4dconf.reference.fixed_point_literal import R, literal_run, literal_step, quantize_input, sat
-from s4dconf.reference.fxp_error import predicted_snr_db, predicted_worst_channel_snr_db
-from s4dconf.reference.golden import GoldenSet
+from s4dconf.fixedpoint.literal import R, literal_run, literal_step, quantize_input, sat
+from s4dconf.fixedpoint.error_model import predicted_snr_db, predicted_worst_channel_snr_db
+from s4dconf.goldens.store import GoldenSet
 from s4dconf.reference.init import INITS
 from s4dconf.reference.inputs import make_input
 from s4dconf.reference.model import S4DModel
-from s4dconf.reference.quantize import quantize
+from s4dconf.fixedpoint.quantize import quantize
 from s4dconf.reference.s4d import DISCRETIZATIONS
 from s4dconf.reference.validate import S4DInputError
 
-from .harness import load_tolerances, snr_db
+from s4dconf.reference.metrics import snr_db
+
+from .harness import load_tolerances
 
 pytestmark = pytest.mark.conformance
 

@@ -2,7 +2,9 @@
 import numpy as np
 import pytest
 
-from .harness import aligned_run, compare, failures_message, load_tolerances, tolerance_for
+from s4dconf.backends.aligned import aligned_run
+
+from .harness import compare, failures_message, load_tolerances, tolerance_for
 
 pytestmark = pytest.mark.conformance
 

@@ -19,7 +19,7 @@ from s4dconf.reference.s4d import (
     ssm_kernel,
 )
 
-from .harness import rel_l2
+from s4dconf.reference.metrics import rel_l2
 
 pytestmark = pytest.mark.conformance
 

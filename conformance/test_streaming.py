@@ -4,7 +4,9 @@ import zlib
 import numpy as np
 import pytest
 
-from .harness import aligned_stream, compare, failures_message, load_tolerances, tolerance_for
+from s4dconf.backends.aligned import aligned_stream
+
+from .harness import compare, failures_message, load_tolerances, tolerance_for
 
 pytestmark = pytest.mark.conformance
 

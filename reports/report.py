@@ -802,7 +802,7 @@ def claims_section(cl: Loaded) -> Section:
 def resources_section(resources) -> Section:
     if isinstance(resources, dict) and isinstance(resources.get("markdown"), str):
         return Section("resources", [Markdown(resources["markdown"])])
-    return Section("resources", _not_run("resources", "no operation and resource counts (s4dconf.reports.resources)"))
+    return Section("resources", _not_run("resources", "no operation and resource counts (s4dconf.measure.resources)"))
 
 
 # ---------------------------------------------------------------------------------------------------------------

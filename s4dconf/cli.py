@@ -60,11 +60,11 @@ def cmd_model(args) -> int:
 
 
 def cmd_quantize(args) -> int:
-    from s4dconf.reference.fixed_point import FxpFormat, save_fxp
+    from s4dconf.fixedpoint.formats import FxpFormat, save_fxp
     from s4dconf.reference.inputs import FAMILIES, make_input
     from s4dconf.reference.modelfile import load_model
     from s4dconf.reference.npzio import read_npz
-    from s4dconf.reference.quantize import quantize
+    from s4dconf.fixedpoint.quantize import quantize
     from s4dconf.reference.validate import S4DInputError
 
     model = load_model(args.model)
@@ -90,7 +90,7 @@ def cmd_quantize(args) -> int:
 
 
 def cmd_golden(args) -> int:
-    from s4dconf.reference import golden
+    from s4dconf.goldens import store as golden
 
     directory = Path(args.dir) if args.dir else golden.GOLDEN_DIR
     if args.action == "generate":
@@ -215,7 +215,7 @@ def cmd_run(args) -> int:
                                      "no:cacheprovider"]))
 
     def resources():
-        from s4dconf.reports.resources import write_resources
+        from s4dconf.reports.resource_table import write_resources
 
         write_resources(out, models, args.dataset)
         return 0

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from s4dconf.reference.fixed_point import FXP_SCHEMA, load_fxp
+from s4dconf.fixedpoint.formats import FXP_SCHEMA, load_fxp
 from s4dconf.reference.modelfile import MODEL_SCHEMA, load_model, load_record
 from s4dconf.reference.npzio import read_npz, read_str, sha256_file
 from s4dconf.reference.validate import S4DInputError
@@ -61,7 +61,7 @@ class Cell:
 
 def measure(backend, model, ds, limit: int | None = None, batch: int = 500) -> Cell:
     """Accuracy of one backend on ds (the first `limit` samples when given), batch by batch."""
-    from s4dconf.conformance.harness import aligned_run
+    from s4dconf.backends.aligned import aligned_run
 
     n = len(ds.y) if limit is None else min(limit, len(ds.y))
     handle = backend.prepare(model)

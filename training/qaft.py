@@ -18,8 +18,8 @@ import dataclasses
 import numpy as np
 import torch
 
-from s4dconf.reference.fixed_point import FxpFormat, FxpModel, int_range
-from s4dconf.reference.quantize import quantize_arrays
+from s4dconf.fixedpoint.formats import FxpFormat, FxpModel, int_range
+from s4dconf.fixedpoint.quantize import quantize_arrays
 
 
 @dataclasses.dataclass(frozen=True)

@@ -79,9 +79,9 @@ def make_models(name: str, out_dir, stages=("float", "ptq", "qaft"), data_dir=No
     import json
     from pathlib import Path
 
-    from s4dconf.reference.fixed_point import load_fxp, save_fxp
+    from s4dconf.fixedpoint.formats import load_fxp, save_fxp
     from s4dconf.reference.modelfile import load_model
-    from s4dconf.reference.quantize import quantize
+    from s4dconf.fixedpoint.quantize import quantize
 
     from .qaft import QaftScales
     from .train import train

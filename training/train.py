@@ -204,7 +204,7 @@ def train(spec: TrainSpec, out: str | Path, checkpoint: str | Path | None = None
     if start is not None:
         record["start_params_sha256"] = params_digest(start)
     if qaft is not None:
-        from s4dconf.reference.fixed_point import save_fxp
+        from s4dconf.fixedpoint.formats import save_fxp
 
         from .qaft import export_fxp
 

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 from s4dconf.backends.numpy_fxp import FxpSession
-from s4dconf.reference.quantize import quantize
+from s4dconf.fixedpoint.quantize import quantize
 
 from ._common import (  # noqa: F401  (one_core: the module's autouse fixture)
     SEQ_LEN,

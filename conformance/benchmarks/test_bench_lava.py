@@ -12,8 +12,8 @@ import time
 import pytest
 
 from s4dconf.backends.lava_runtime import lava_availability
-from s4dconf.backends.numpy_fxp import run_fxp
-from s4dconf.reference.quantize import quantize
+from s4dconf.fixedpoint.engine import run_fxp
+from s4dconf.fixedpoint.quantize import quantize
 
 from ._common import inputs, mean_seconds, model, one_core  # noqa: F401
 

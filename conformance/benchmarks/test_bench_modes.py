@@ -23,7 +23,7 @@ import pytest
 
 from s4dconf.backends import REGISTRY, get_backend
 from s4dconf.reference.modelfile import params_digest
-from s4dconf.reports.energy import energy_extra_info, measure, meter_for
+from s4dconf.measure.energy import energy_extra_info, measure, meter_for
 
 from ._common import inputs, mean_seconds, model, one_core, stream_figures  # noqa: F401
 

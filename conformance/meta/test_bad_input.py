@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from s4dconf.backends import REGISTRY, get_backend
-from s4dconf.reference import golden
+from s4dconf.goldens import store as golden
 from s4dconf.reference.config import ACTIVATIONS, NAMED_CONFIGS, READOUTS, ModelConfig, get_config
 from s4dconf.reference.init import INITS
 from s4dconf.reference.inputs import FAMILIES, make_input

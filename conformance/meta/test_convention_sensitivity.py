@@ -4,8 +4,9 @@ than the tolerance (SPEC.md section 11.1). If one of these ever passed, the tole
 import numpy as np
 import pytest
 
-from s4dconf.conformance.harness import load_tolerances, rel_l2
-from s4dconf.reference.golden import GoldenSet
+from s4dconf.conformance.harness import load_tolerances
+from s4dconf.reference.metrics import rel_l2
+from s4dconf.goldens.store import GoldenSet
 from s4dconf.reference.model import S4DModel
 
 SHORT_CASES = [c for c in GoldenSet().case_ids() if not c.endswith("/long") and not c.startswith("paper/")]

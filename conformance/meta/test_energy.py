@@ -10,7 +10,7 @@ import types
 from typing import ClassVar
 
 import pytest
-from s4dconf.reports import energy as en
+from s4dconf.measure import energy as en
 
 
 @pytest.fixture

@@ -8,12 +8,13 @@ import re
 import numpy as np
 import pytest
 
-from s4dconf.backends.numpy_fxp import FxpEngine, FxpSession, NumpyFxpBackend, run_fxp
+from s4dconf.backends.numpy_fxp import FxpSession, NumpyFxpBackend
+from s4dconf.fixedpoint.engine import FxpEngine, run_fxp
 from s4dconf.reference.config import NAMED_CONFIGS
-from s4dconf.reference.fixed_point import FXP_SCHEMA, FxpFormat, FxpModel, load_fxp, save_fxp
+from s4dconf.fixedpoint.formats import FXP_SCHEMA, FxpFormat, FxpModel, load_fxp, save_fxp
 from s4dconf.reference.model import S4DModel, init_params
 from s4dconf.reference.modelfile import MODEL_SCHEMA, load_model, save_model
-from s4dconf.reference.quantize import quantize
+from s4dconf.fixedpoint.quantize import quantize
 from s4dconf.reference.validate import S4DInputError
 
 TINY = NAMED_CONFIGS["tiny"]  # H=4, P=2, one layer, 10 classes, d_input=1, no D

@@ -10,23 +10,11 @@ import pytest
 
 from s4dconf.backends import Backend, BackendInfo, BackendRun, Delays, Session
 from s4dconf.conformance import harness
-from s4dconf.conformance.harness import (
-    Tolerance,
-    aligned_run,
-    aligned_stream,
-    argmax_agreement,
-    compare,
-    failures_message,
-    load_skiplist,
-    load_tolerances,
-    max_abs_rel,
-    pad_for_delay,
-    rel_l2,
-    snr_db,
-    tolerance_for,
-)
+from s4dconf.backends.aligned import aligned_run, aligned_stream, pad_for_delay
+from s4dconf.conformance.harness import Tolerance, compare, failures_message, load_skiplist, load_tolerances, tolerance_for
+from s4dconf.reference.metrics import argmax_agreement, max_abs_rel, rel_l2, snr_db
 from s4dconf.reference.config import ModelConfig
-from s4dconf.reference.golden import GoldenSet
+from s4dconf.goldens.store import GoldenSet
 from s4dconf.reference.inputs import FAMILIES
 from s4dconf.reference.model import S4DModel
 from s4dconf.reference.validate import S4DInputError

@@ -17,12 +17,12 @@ if not _LAVA_OK:
 from s4dconf.backends import REGISTRY  # noqa: E402
 from s4dconf.backends.lava_runtime import lava_delays  # noqa: E402
 from s4dconf.backends.lava_fxp import LavaFxpBackend, saturation_names  # noqa: E402
-from s4dconf.backends.numpy_fxp import run_fxp  # noqa: E402
-from s4dconf.conformance.harness import pad_for_delay  # noqa: E402
+from s4dconf.fixedpoint.engine import run_fxp  # noqa: E402
+from s4dconf.backends.aligned import pad_for_delay  # noqa: E402
 from s4dconf.reference.config import ModelConfig  # noqa: E402
-from s4dconf.reference.fixed_point import FxpFormat  # noqa: E402
+from s4dconf.fixedpoint.formats import FxpFormat  # noqa: E402
 from s4dconf.reference.model import S4DModel  # noqa: E402
-from s4dconf.reference.quantize import quantize  # noqa: E402
+from s4dconf.fixedpoint.quantize import quantize  # noqa: E402
 from s4dconf.reference.validate import S4DInputError  # noqa: E402
 
 CFG = ModelConfig(name="lava-meta", H=4, P=3, n_layers=2, n_classes=3)
@@ -81,7 +81,7 @@ def _smnist_sample() -> tuple[np.ndarray, str]:
 
 def test_lava_fxp_is_bit_exact_on_a_full_smnist_sample_of_the_shipped_model():
     """The shipped QAFT sMNIST model, one whole 784-step sample: every integer and saturation count as numpy-fxp."""
-    from s4dconf.reference.fixed_point import load_fxp
+    from s4dconf.fixedpoint.formats import load_fxp
     from s4dconf.training.accuracy import shipped_model
 
     m = load_fxp(shipped_model("smnist", "qaft"))

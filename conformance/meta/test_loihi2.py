@@ -6,7 +6,7 @@ import pytest
 
 from s4dconf.backends.lava_runtime import lava_availability
 from s4dconf.backends.loihi2 import LAVA_LOIHI_COMPILER, NXCORE, chip_parameters, hardware_availability
-from s4dconf.reference.golden import GoldenSet
+from s4dconf.goldens.store import GoldenSet
 from s4dconf.reference.validate import S4DInputError
 
 LAVA_OK = lambda: (True, "")  # noqa: E731

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from s4dconf.reference.config import NAMED_CONFIGS, ModelConfig, get_config
-from s4dconf.reference.fixed_point import FxpFormat
+from s4dconf.fixedpoint.formats import FxpFormat
 from s4dconf.reference.model import S4DModel, param_shapes
-from s4dconf.reference.quantize import quantize
+from s4dconf.fixedpoint.quantize import quantize
 from s4dconf.reference.validate import S4DInputError
-from s4dconf.reports.resources import (
+from s4dconf.measure.resources import (
     ASSUMED_MEMORY_BITS_PER_CORE,
     QUOTED_PROFILE_CORES,
     MeasuredDensity,

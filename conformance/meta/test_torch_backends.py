@@ -10,9 +10,9 @@ torch = pytest.importorskip("torch", reason="torch is not installed: the torch b
 from s4dconf.backends import get_backend  # noqa: E402
 from s4dconf.backends.torch_backends import DEVICE_ENV, TorchRecBackend, choose_device  # noqa: E402
 from s4dconf.reference.config import get_config  # noqa: E402
-from s4dconf.reference.fixed_point import FxpModel  # noqa: E402
+from s4dconf.fixedpoint.formats import FxpModel  # noqa: E402
 from s4dconf.reference.model import S4DModel  # noqa: E402
-from s4dconf.reference.quantize import quantize  # noqa: E402
+from s4dconf.fixedpoint.quantize import quantize  # noqa: E402
 from s4dconf.reference.validate import S4DInputError  # noqa: E402
 
 NO_CUDA = not torch.cuda.is_available()

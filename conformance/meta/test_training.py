@@ -12,14 +12,14 @@ import pytest
 torch = pytest.importorskip("torch", reason="torch is not installed: the torch backends and training need it")
 
 from s4dconf.backends import get_backend  # noqa: E402
-from s4dconf.backends.numpy_fxp import run_fxp  # noqa: E402
+from s4dconf.fixedpoint.engine import run_fxp  # noqa: E402
 from s4dconf.backends.torch_backends import choose_device  # noqa: E402
 from s4dconf.backends.torch_model import TorchS4D  # noqa: E402
 from s4dconf.reference.config import ModelConfig, get_config  # noqa: E402
-from s4dconf.reference.fixed_point import FxpFormat, fxp_digest, load_fxp  # noqa: E402
+from s4dconf.fixedpoint.formats import FxpFormat, fxp_digest, load_fxp  # noqa: E402
 from s4dconf.reference.model import S4DModel  # noqa: E402
 from s4dconf.reference.modelfile import load_model, load_record, params_digest  # noqa: E402
-from s4dconf.reference.quantize import quantize  # noqa: E402
+from s4dconf.fixedpoint.quantize import quantize  # noqa: E402
 from s4dconf.reference.validate import S4DInputError  # noqa: E402
 from s4dconf.training import train as train_mod  # noqa: E402
 from s4dconf.training.accuracy import load_any, measure, shipped_model  # noqa: E402

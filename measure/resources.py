@@ -62,7 +62,8 @@ import numbers
 import numpy as np
 
 from s4dconf.reference.config import ModelConfig
-from s4dconf.reference.fixed_point import FxpFormat, FxpModel
+from s4dconf.fixedpoint.engine import run_fxp
+from s4dconf.fixedpoint.formats import FxpFormat, FxpModel
 from s4dconf.reference.validate import S4DInputError
 
 # --- the unit and conventions ----------------------------------------------------------------------------------------
@@ -568,42 +569,7 @@ def measure_density(m: FxpModel, u: np.ndarray, vth: float | None = None) -> Mea
 
     A measurement on the given input, not a count: the result (a dict signal -> fraction, also carrying vth and the
     input shape) is labelled "measured" when passed to `count_resources`."""
-    from s4dconf.backends.numpy_fxp import run_fxp  # the backends import the reference, not this module
-
     if not isinstance(m, FxpModel):
         raise S4DInputError(f"measure_density needs a fixed-point model (FxpModel), got {type(m).__name__}")
     run = run_fxp(m, u, vth=vth)
     return MeasuredDensity({k: float(v) for k, v in run.density.items()}, vth, np.shape(u))
-
-
-def write_resources(out_dir, models_dir, datasets=("sdigits",), n_samples: int = 100) -> dict:
-    """`s4dconf run`'s resource step: counts for `paper` and `loihi-profile`, and for each shipped QAFT model with
-    the densities measured on its first `n_samples` test sequences (dense and sigma-delta with vth = 0).
-    Writes out_dir/resources.json and resources.md; returns the JSON."""
-    import json
-    from pathlib import Path
-
-    from s4dconf.reference.config import get_config
-    from s4dconf.reference.fixed_point import load_fxp
-    from s4dconf.training.datasets import DatasetNotFound, load_dataset
-
-    out = {"paper": count_resources(get_config("paper"), seq_len=784),
-           "loihi-profile": count_resources(get_config("loihi-profile"), seq_len=784)}
-    for name in datasets:
-        path = Path(models_dir) / f"{name}-qaft.npz"
-        if not path.is_file():
-            continue
-        m = load_fxp(path)
-        try:
-            ds = load_dataset(name, "test")
-        except DatasetNotFound:
-            continue
-        u = ds.inputs(slice(0, n_samples))
-        out[f"{name}-qaft"] = count_resources(m.config, m.fmt, measure_density(m, u), seq_len=ds.length)
-    data = {k: r.to_json() for k, r in out.items()}
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "resources.json").write_text(json.dumps(data, indent=1) + "\n")
-    (out_dir / "resources.md").write_text("\n\n".join(f"## Resources: {k}\n\n{r.to_markdown()}"
-                                                      for k, r in out.items()) + "\n")
-    return data

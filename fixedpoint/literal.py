@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fixed_point import FxpModel, int_range
+from .formats import FxpModel, int_range
 
 
 def R(a: np.ndarray, s: int, rounding: str) -> np.ndarray:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ModelConfig
-from .npzio import read_npz, read_str, write_npz
-from .validate import S4DInputError
+from s4dconf.reference.config import ModelConfig
+from s4dconf.reference.npzio import read_npz, read_str, write_npz
+from s4dconf.reference.validate import S4DInputError
 
 FXP_SCHEMA = "s4dconf-model-fixed-point/1"
 ROUNDING_MODES = ("floor", "half_up")

@@ -23,12 +23,13 @@ import numpy as np
 
 import s4dconf
 
-from .fixed_point import FxpFormat, FxpModel, int_range, weight_range
-from .inputs import SHORT_LENGTH
-from .model import S4DModel
-from .modelfile import params_digest
-from .s4d import s4d_recurrence
-from .validate import S4DInputError, as_input_sequence
+from s4dconf.reference.inputs import SHORT_LENGTH
+from s4dconf.reference.model import S4DModel
+from s4dconf.reference.modelfile import params_digest
+from s4dconf.reference.s4d import s4d_recurrence
+from s4dconf.reference.validate import S4DInputError, as_input_sequence
+
+from .formats import FxpFormat, FxpModel, int_range, weight_range
 
 MAX_FRAC = 40  # fractional bits given to a signal that is identically zero in calibration
 DEFAULT_HEADROOM_BITS = 1

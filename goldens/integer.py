@@ -1,7 +1,7 @@
 """Integer golden vectors (SPEC.md section 14.7): fixed-point models and their exact integer outputs, so a Lava
 simulation or a chip can be compared bit for bit without running this code.
 
-Files in reference/golden/ (listed in the same manifest, under "fixed_point"):
+Files in goldens/data/ (listed in the same manifest, under "fixed_point"):
     fxp-model-<config>.npz          the PTQ fixed-point model file of the golden float model (default format,
                                     default calibration set)
     fxp-case-<config>-<family>.npz  u_q (N, L, d_in) the quantised input; logits (N, classes); step_logits
@@ -16,11 +16,14 @@ import json
 
 import numpy as np
 
-from .fixed_point import FxpModel, fxp_digest, load_fxp, save_fxp
-from .fixed_point_literal import literal_run, literal_step, quantize_input
-from .npzio import write_npz
-from .quantize import quantize
-from .validate import S4DInputError
+from s4dconf.fixedpoint.engine import run_fxp
+from s4dconf.fixedpoint.formats import FxpModel, fxp_digest, load_fxp, save_fxp
+from s4dconf.fixedpoint.literal import literal_run, literal_step, quantize_input
+from s4dconf.fixedpoint.quantize import quantize
+from s4dconf.reference.npzio import write_npz
+from s4dconf.reference.validate import S4DInputError
+
+from .select import select_channels, select_state_steps, select_steps
 
 FXP_CONFIGS = ("tiny", "small", "loihi-profile")
 FXP_FAMILIES = ("impulse", "step", "noise", "spikes", "digits")
@@ -28,7 +31,6 @@ FXP_FAMILIES = ("impulse", "step", "noise", "spikes", "digits")
 
 def compute_fxp_case(m: FxpModel, u: np.ndarray, steps, channels, state_steps) -> dict[str, np.ndarray]:
     """Every stored integer array of one case, by the literal int64 statement of the arithmetic."""
-    from s4dconf.backends.numpy_fxp import run_fxp
 
     step_logits, ys, counts = literal_run(m, u)
     fast = run_fxp(m, u)
@@ -63,7 +65,6 @@ def _states_at(m: FxpModel, u: np.ndarray, state_steps) -> dict:
 
 def generate_fxp(gs, out_dir, log=print) -> dict:
     """Write the fixed-point models and cases for the float goldens `gs`; returns the manifest section."""
-    from .golden import select_channels, select_state_steps, select_steps
 
     section = {"configs": list(FXP_CONFIGS), "families": list(FXP_FAMILIES), "models": {}, "cases": []}
     for cfg in FXP_CONFIGS:

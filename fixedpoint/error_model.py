@@ -23,8 +23,9 @@ import math
 
 import numpy as np
 
-from .fixed_point import FxpFormat
-from .init import init_modes
+from s4dconf.reference.init import init_modes
+
+from .formats import FxpFormat
 
 
 def _mode_errors(fmt: FxpFormat, L: int, P: int, init: str, dt_min: float, dt_max: float) -> np.ndarray:

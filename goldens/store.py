@@ -1,6 +1,6 @@
 """Golden outputs (SPEC.md section 10): generate, load, verify.
 
-Layout of reference/golden/:
+Layout of goldens/data/:
     manifest.json                 schema, spec version, generator versions and seed, sha256 per file, cases
     inputs-<family>.npz           u (N, L, d_input): the input of every case of that family
     model-<config>.npz            float64 model file (configs whose file fits the size budget; others are
@@ -26,25 +26,33 @@ from pathlib import Path
 
 import numpy as np
 import scipy
+import threadpoolctl
 
 import s4dconf
 
-from .config import NAMED_CONFIGS, get_config
-from .golden_fxp import generate_fxp, load_fxp_checked, verify_fxp
-from .inputs import FAMILIES, make_input
-from .model import S4DModel
-from .modelfile import load_model, params_digest, save_model
-from .npzio import read_npz, sha256_file, write_npz
-from .validate import S4DInputError
+from s4dconf.reference.config import NAMED_CONFIGS, get_config
+from s4dconf.reference.inputs import FAMILIES, make_input
+from s4dconf.reference.metrics import rel_l2
+from s4dconf.reference.model import S4DModel
+from s4dconf.reference.modelfile import load_model, params_digest, save_model
+from s4dconf.reference.npzio import read_npz, sha256_file, write_npz
+from s4dconf.reference.validate import S4DInputError
+
+from .integer import generate_fxp, load_fxp_checked, verify_fxp
+from .select import MAX_CHANNELS, MAX_STEPS, select_channels, select_state_steps, select_steps
 
 GOLDEN_SCHEMA = "s4dconf-golden/1"
-GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
+GOLDEN_DIR = Path(__file__).resolve().parent / "data"
 GENERATOR_SEED = 0
-MAX_STEPS = 128
-MAX_CHANNELS = 4
 MODEL_FILE_BUDGET = 256 * 1024  # bytes of float64 parameters above which a model is rebuilt, not stored
 CONV_VS_RECURRENCE_MAX = 1e-10  # the float64 tolerance of SPEC.md section 11
-CROSS_PLATFORM_RTOL = 1e-12
+CROSS_PLATFORM_RTOL = 1e-11  # SPEC.md 10: measured worst 4.5e-12 between two CPUs
+try:  # numpy >= 2
+    from numpy._core._multiarray_umath import __cpu_dispatch__ as _NUMPY_DISPATCH
+    from numpy._core._multiarray_umath import __cpu_features__ as _NUMPY_FEATURES
+except ImportError:  # numpy 1.26 (the Lava environment)
+    from numpy.core._multiarray_umath import __cpu_dispatch__ as _NUMPY_DISPATCH
+    from numpy.core._multiarray_umath import __cpu_features__ as _NUMPY_FEATURES
 REGENERATE_HINT = "regenerate with `s4dconf golden generate` (and review the diff) or restore it with git"
 
 
@@ -52,33 +60,31 @@ class GoldenError(S4DInputError):
     """A golden file is missing, corrupt or does not match its manifest or its regeneration."""
 
 
-def select_steps(L: int) -> np.ndarray:
-    """All steps if L <= 128, else the first 32, the last 32 and 64 evenly spaced ones."""
-    if L <= MAX_STEPS:
-        return np.arange(L)
-    picks = np.concatenate([np.arange(32), np.arange(L - 32, L), np.linspace(0, L - 1, 64).round()])
-    return np.unique(picks.astype(np.int64))
-
-
-def select_channels(H: int) -> np.ndarray:
-    """All channels if H <= 4, else 4 evenly spaced from 0 to H - 1."""
-    if H <= MAX_CHANNELS:
-        return np.arange(H)
-    return np.unique(np.linspace(0, H - 1, MAX_CHANNELS).round().astype(np.int64))
-
-
-def select_state_steps(L: int) -> np.ndarray:
-    return np.unique(np.array([min(15, L - 1), L - 1], dtype=np.int64))
-
-
 def platform_fingerprint() -> dict:
+    """What decides the last bits of a float64 result: versions, OS, machine, and the CPU kernels that numpy's SIMD
+    dispatch and OpenBLAS picked at run time (the same wheels pick other kernels on another CPU)."""
     return {
         "python": platform.python_version(),
         "numpy": np.__version__,
         "scipy": scipy.__version__,
         "system": platform.system(),
         "machine": platform.machine(),
+        "cpu_kernels": cpu_kernels(),
     }
+
+
+def cpu_kernels() -> str:
+    """e.g. "numpy X86_V3; openblas Haswell": numpy's enabled SIMD dispatch targets and the BLAS core types."""
+    simd = sorted(k for k in _NUMPY_DISPATCH if _NUMPY_FEATURES.get(k))
+    blas = sorted(f"{i.get('internal_api')} {i.get('architecture')}" for i in threadpoolctl.threadpool_info()
+                  if i.get("user_api") == "blas")
+    return "; ".join([f"numpy {','.join(simd) or 'baseline'}", *blas])
+
+
+def platform_differences(generator: dict) -> list[str]:
+    """The fingerprint fields in which this platform differs from the manifest's generator (absent counts)."""
+    return [f"{k}: {generator.get(k, 'not recorded')!s} here {v}" for k, v in platform_fingerprint().items()
+            if generator.get(k) != v]
 
 
 def compute_case(model: S4DModel, u: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
@@ -104,15 +110,6 @@ def compute_case(model: S4DModel, u: np.ndarray) -> tuple[dict[str, np.ndarray],
         arrays[f"layer{i}.state_re"] = x.real.copy()
         arrays[f"layer{i}.state_im"] = x.imag.copy()
     return arrays, worst
-
-
-def rel_l2(a: np.ndarray, ref: np.ndarray) -> float:
-    """||a - ref||_2 / ||ref||_2 (0 when both are zero; inf when only ref is zero)."""
-    num = float(np.linalg.norm(np.asarray(a) - np.asarray(ref)))
-    den = float(np.linalg.norm(ref))
-    if den == 0.0:
-        return 0.0 if num == 0.0 else float("inf")
-    return num / den
 
 
 def model_for(config_name: str, seed: int = GENERATOR_SEED) -> S4DModel:
@@ -262,7 +259,10 @@ class GoldenSet:
                 model = load_model(self.dir / entry["file"])
             else:
                 model = model_for(config, entry["seed"])
-            if params_digest(model) != entry["params_sha256"]:
+            # A model rebuilt from (config, seed) on another CPU may differ in its last bits (the LegS eigenvectors
+            # come from LAPACK); there the regenerated outputs, within CROSS_PLATFORM_RTOL, are the check.
+            rebuilt_elsewhere = not entry["file"] and platform_differences(self.manifest["generator"])
+            if params_digest(model) != entry["params_sha256"] and not rebuilt_elsewhere:
                 raise GoldenError(
                     f"model of config {config!r} (seed {entry['seed']}) does not reproduce the parameters the "
                     f"goldens were made with (params_sha256 differs); {REGENERATE_HINT}"
@@ -324,7 +324,10 @@ def verify(directory: Path = GOLDEN_DIR, log=print) -> VerifyReport:
     if problems:
         return VerifyReport(problems, 0, False, float("nan"), float("nan"))
     gen = gs.manifest["generator"]
-    exact = all(gen.get(k) == v for k, v in platform_fingerprint().items())
+    differs = platform_differences(gen)
+    exact = not differs
+    log("  platform: the generator's: bit-identical required" if exact else
+        f"  platform differs from the generator's ({'; '.join(differs)}): relative {CROSS_PLATFORM_RTOL:g} allowed")
     worst_rel = 0.0
     worst_cvr = 0.0
     for c in gs.manifest["cases"]:
