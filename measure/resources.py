@@ -430,6 +430,21 @@ def _f(v) -> str:
     return f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.1f}"
 
 
+def _memory_bits(cfg: ModelConfig, fmt: FxpFormat, layers: list, parameters_float: int) -> dict:
+    """Bits of state and parameters: fixed point (per SPEC.md 14.1 widths) and float32 (complex64 states)."""
+    H, P, n, K, d_in = cfg.H, cfg.P, cfg.n_layers, cfg.n_classes, cfg.d_input
+    w = fmt.weight_bits
+    state = sum(lc.state_bits for lc in layers)
+    coefficients = sum(lc.coefficient_bits for lc in layers)
+    weights = {"encoder_weights": w * H * d_in, "mixing_weights": sum(lc.mixing_weight_bits for lc in layers),
+               "decoder_weights": w * K * H}
+    fixed = {"state": state, **weights, "coefficients": coefficients}
+    fixed["total"] = sum(fixed.values())
+    f32 = {"parameters": 32 * parameters_float, "state": 64 * H * P * n}  # complex64 states
+    f32["total"] = f32["parameters"] + f32["state"]
+    return {"fixed_point": fixed, "float32": f32}
+
+
 def count_resources(cfg: ModelConfig, fmt: FxpFormat | None = None, densities: dict | None = None, *,
                     seq_len: int | None = None) -> ResourceReport:
     """Counts of SPEC.md section 19 for a configuration, a fixed-point format (default: Loihi 2's, 14.1) and
@@ -477,17 +492,7 @@ def count_resources(cfg: ModelConfig, fmt: FxpFormat | None = None, densities: d
         totals["macs_per_token_without_decoder_effective"] = encoder_macs + neuron_macs + layer_synops_eff
         totals["decoder_macs_per_token_streaming_effective"] = decoder_eff
 
-    w = fmt.weight_bits
-    state = sum(lc.state_bits for lc in layers)
-    coefficients = sum(lc.coefficient_bits for lc in layers)
-    weights = {"encoder_weights": w * H * d_in, "mixing_weights": sum(lc.mixing_weight_bits for lc in layers),
-               "decoder_weights": w * K * H}
-    fixed = {"state": state, **weights, "coefficients": coefficients}
-    fixed["total"] = sum(fixed.values())
-    f32 = {"parameters": 32 * totals["parameters_float"], "state": 64 * H * P * n}  # complex64 states
-    f32["total"] = f32["parameters"] + f32["state"]
-    memory_bits = {"fixed_point": fixed, "float32": f32}
-
+    memory_bits = _memory_bits(cfg, fmt, layers, totals["parameters_float"])
     loihi = _loihi(cfg, fmt, layers)
     assumptions = {
         "unit": "MAC = one real multiply + one real add; a dot product of length k = k MACs; complex x complex = 4 "
@@ -503,7 +508,7 @@ def count_resources(cfg: ModelConfig, fmt: FxpFormat | None = None, densities: d
         "neurons_per_core": {"value": ASSUMED_NEURONS_PER_CORE, "source": ASSUMED_NEURONS_PER_CORE_SOURCE},
         "synapses_per_core": {"value": ASSUMED_SYNAPSES_PER_CORE, "source": ASSUMED_SYNAPSES_PER_CORE_SOURCE},
         "memory_bits_per_core": {"value": ASSUMED_MEMORY_BITS_PER_CORE, "source": ASSUMED_MEMORY_BITS_PER_CORE_SOURCE},
-        "synapse_bits": {"value": w, "source": ASSUMED_SYNAPSE_BITS_SOURCE},
+        "synapse_bits": {"value": fmt.weight_bits, "source": ASSUMED_SYNAPSE_BITS_SOURCE},
         "neuron_bits": {"value": f"S4D {fmt.msg_bits + 2 * fmt.state_bits + 6 * fmt.coef_bits}, other "
                                  f"{fmt.msg_bits}", "source": ASSUMED_NEURON_BITS_SOURCE},
         "one_population_per_core": "assumed: each neuron population (Lava process) gets cores of its own",

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from s4dconf.fixedpoint.formats import save_fxp
 from s4dconf.reference.config import ModelConfig
 from s4dconf.reference.model import init_params
 from s4dconf.reference.modelfile import params_digest, save_model
@@ -108,41 +109,20 @@ def train(spec: TrainSpec, out: str | Path, checkpoint: str | Path | None = None
     qaft: QaftScales for quantisation-aware fine-tuning (training/qaft.py): float64 module, integer forward pass,
           and `out` is a fixed-point model file. None: float training in float32, `out` a float64 model file.
     """
-    import torch
-    import torch.nn.functional as F
+    import torch  # deferred: torch is the optional extra [torch]
 
     from s4dconf.backends.torch_model import TorchS4D
 
-    cfg = spec.config
-    train_ds = load_dataset(spec.dataset, "train", data_dir)
-    if train_ds.d_input != cfg.d_input:
-        raise S4DInputError(f"dataset {spec.dataset} has d_input={train_ds.d_input}, config {cfg.name!r} has "
-                            f"d_input={cfg.d_input}")
-    if train_ds.n_classes > cfg.n_classes:
-        raise S4DInputError(f"dataset {spec.dataset} has {train_ds.n_classes} classes, config has {cfg.n_classes}")
+    train_ds = _training_data(spec, data_dir)
     tr_idx, val_idx = train_val_split(len(train_ds.y), spec.val_fraction, spec.seed)
     torch.manual_seed(spec.seed)
-    if start is not None and start.config != cfg:
-        raise TrainingError(f"the starting model has config {start.config.to_json()}, the recipe {cfg.to_json()}")
-    params = start.params if start is not None else init_params(cfg, spec.seed)
-    module = TorchS4D(cfg, params, torch.float64 if qaft else torch.float32).to(device)
-    dtype = next(module.parameters()).dtype
-    if qaft is not None:
-        from .qaft import qaft_forward
-
-        forward = lambda m, x: qaft_forward(m, qaft, x)  # noqa: E731
-    else:
-        forward = conv_forward
-    ssm = set(module.ssm_parameter_names())
-    groups = [
-        {"params": [p for k, p in module.p.items() if k not in ssm], "lr": spec.lr, "weight_decay": spec.weight_decay},
-        {"params": [p for k, p in module.p.items() if k in ssm], "lr": spec.ssm_lr, "weight_decay": 0.0},
-    ]
-    opt = torch.optim.AdamW(groups)
-    steps_per_epoch = math.ceil(len(tr_idx) / spec.batch_size)
-    total = spec.epochs * steps_per_epoch if spec.max_steps is None else min(spec.max_steps,
-                                                                               spec.epochs * steps_per_epoch)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, spec.warmup_steps, total))
+    if start is not None and start.config != spec.config:
+        raise TrainingError(f"the starting model has config {start.config.to_json()}, the recipe "
+                            f"{spec.config.to_json()}")
+    params = start.params if start is not None else init_params(spec.config, spec.seed)
+    module = TorchS4D(spec.config, params, torch.float64 if qaft else torch.float32).to(device)
+    forward = _qaft_forward(qaft) if qaft is not None else conv_forward
+    opt, sched, steps_per_epoch, total = _optimizer(module, spec, len(tr_idx))
     state = {"epoch": 0, "step": 0, "history": []}
     if resume:
         if checkpoint is None or not Path(checkpoint).is_file():
@@ -153,30 +133,9 @@ def train(spec: TrainSpec, out: str | Path, checkpoint: str | Path | None = None
         rng.permutation(len(tr_idx))
     t_start = time.perf_counter()
     while state["epoch"] < spec.epochs and state["step"] < total:
-        module.train()
-        order = tr_idx[rng.permutation(len(tr_idx))]
-        t0, losses = time.perf_counter(), []
-        for b in range(steps_per_epoch):
-            if state["step"] >= total:
-                break
-            sel = order[b * spec.batch_size:(b + 1) * spec.batch_size]
-            x = torch.as_tensor(train_ds.inputs(sel), dtype=dtype, device=device)
-            y = torch.as_tensor(train_ds.y[sel], device=device)
-            logits = forward(module, x)
-            loss = F.cross_entropy(logits, y)
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"loss is {loss.item()} at epoch {state['epoch'] + 1}, step {state['step']} (lr "
-                    f"{sched.get_last_lr()}); the last good state is the checkpoint {checkpoint} (epoch "
-                    f"{state['epoch']}). Lower --lr/--ssm-lr and resume, or restart with another seed.")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            state["step"] += 1
-            losses.append(loss.item())
-            if progress and (b % 10 == 0 or b == steps_per_epoch - 1):
-                _progress(state["epoch"], spec.epochs, b + 1, steps_per_epoch, float(np.mean(losses[-50:])), t0)
+        t0 = time.perf_counter()
+        epoch = _Epoch(module, forward, opt, sched, spec, state, total, checkpoint, progress)
+        losses = epoch.run(train_ds, tr_idx[rng.permutation(len(tr_idx))], steps_per_epoch, device)
         module.eval()
         val_acc = accuracy_torch(module, train_ds, val_idx, spec.eval_batch, forward)
         state["history"].append({"epoch": state["epoch"] + 1, "steps": state["step"],
@@ -190,7 +149,6 @@ def train(spec: TrainSpec, out: str | Path, checkpoint: str | Path | None = None
             save_checkpoint(checkpoint, spec, module, opt, sched, state)
     test_ds = load_dataset(spec.dataset, "test", data_dir)
     test_acc = accuracy_torch(module, test_ds, np.arange(len(test_ds.y)), spec.eval_batch, forward)
-    model = module.to_reference()
     record = {
         "kind": ("quantisation-aware fine-tuning (integer forward, float64, straight-through gradients)" if qaft
                  else "float training (convolution mode, float32)"),
@@ -199,14 +157,99 @@ def train(spec: TrainSpec, out: str | Path, checkpoint: str | Path | None = None
         "history": state["history"], "test_accuracy_training_forward": test_acc,
         "n_train": int(len(tr_idx)), "n_val": int(len(val_idx)), "n_test": int(len(test_ds.y)),
         "seconds": round(time.perf_counter() - t_start, 1), "device": device,
-        "torch": torch.__version__, "git_commit": git_commit(), "params_sha256": params_digest(model),
+        "torch": torch.__version__, "git_commit": git_commit(),
     }
+    return _export(module, out, record, start, qaft)
+
+
+def _training_data(spec: TrainSpec, data_dir) -> SequenceDataset:
+    cfg = spec.config
+    ds = load_dataset(spec.dataset, "train", data_dir)
+    if ds.d_input != cfg.d_input:
+        raise S4DInputError(f"dataset {spec.dataset} has d_input={ds.d_input}, config {cfg.name!r} has "
+                            f"d_input={cfg.d_input}")
+    if ds.n_classes > cfg.n_classes:
+        raise S4DInputError(f"dataset {spec.dataset} has {ds.n_classes} classes, config has {cfg.n_classes}")
+    return ds
+
+
+def _qaft_forward(qaft):
+    from .qaft import qaft_forward  # deferred: qaft imports torch (optional extra)
+
+    return lambda m, x: qaft_forward(m, qaft, x)
+
+
+def _optimizer(module, spec: TrainSpec, n_train: int):
+    """AdamW with two groups (S4D parameters: ssm_lr, no weight decay), warm-up + cosine; (opt, sched, steps per
+    epoch, total steps)."""
+    import torch
+
+    ssm = set(module.ssm_parameter_names())
+    groups = [
+        {"params": [p for k, p in module.p.items() if k not in ssm], "lr": spec.lr, "weight_decay": spec.weight_decay},
+        {"params": [p for k, p in module.p.items() if k in ssm], "lr": spec.ssm_lr, "weight_decay": 0.0},
+    ]
+    opt = torch.optim.AdamW(groups)
+    steps_per_epoch = math.ceil(n_train / spec.batch_size)
+    total = spec.epochs * steps_per_epoch
+    if spec.max_steps is not None:
+        total = min(spec.max_steps, total)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, spec.warmup_steps, total))
+    return opt, sched, steps_per_epoch, total
+
+
+@dataclasses.dataclass
+class _Epoch:
+    """One pass over the shuffled training indices; stops early at `total` optimiser steps."""
+
+    module: object
+    forward: object
+    opt: object
+    sched: object
+    spec: TrainSpec
+    state: dict
+    total: int
+    checkpoint: object
+    progress: bool
+
+    def run(self, ds: SequenceDataset, order: np.ndarray, steps_per_epoch: int, device) -> list[float]:
+        import torch
+        import torch.nn.functional as F
+
+        self.module.train()
+        dtype = next(self.module.parameters()).dtype
+        t0, losses, bs = time.perf_counter(), [], self.spec.batch_size
+        for b in range(steps_per_epoch):
+            if self.state["step"] >= self.total:
+                break
+            sel = order[b * bs:(b + 1) * bs]
+            x = torch.as_tensor(ds.inputs(sel), dtype=dtype, device=device)
+            loss = F.cross_entropy(self.forward(self.module, x), torch.as_tensor(ds.y[sel], device=device))
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"loss is {loss.item()} at epoch {self.state['epoch'] + 1}, step {self.state['step']} (lr "
+                    f"{self.sched.get_last_lr()}); the last good state is the checkpoint {self.checkpoint} (epoch "
+                    f"{self.state['epoch']}). Lower --lr/--ssm-lr and resume, or restart with another seed.")
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.sched.step()
+            self.state["step"] += 1
+            losses.append(loss.item())
+            if self.progress and (b % 10 == 0 or b == steps_per_epoch - 1):
+                _progress(self.state["epoch"], self.spec.epochs, b + 1, steps_per_epoch,
+                          float(np.mean(losses[-50:])), t0)
+        return losses
+
+
+def _export(module, out, record: dict, start, qaft) -> dict:
+    """Write the float64 model file (float training) or the fixed-point file (QAFT); the record gains the hashes."""
+    model = module.to_reference()
+    record["params_sha256"] = params_digest(model)
     if start is not None:
         record["start_params_sha256"] = params_digest(start)
     if qaft is not None:
-        from s4dconf.fixedpoint.formats import save_fxp
-
-        from .qaft import export_fxp
+        from .qaft import export_fxp  # deferred: qaft imports torch (optional extra)
 
         record["method"] = record["kind"]
         save_fxp(export_fxp(module, qaft, provenance=_jsonable(record)), out)

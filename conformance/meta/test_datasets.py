@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 from s4dconf.reference.validate import S4DInputError
+from s4dconf.training import datafiles
 from s4dconf.training import datasets as ds
 
 from s4dconf.cli import main
 
-CLASSES = ds.CIFAR10_CLASSES
+CLASSES = datafiles.CIFAR10_CLASSES
 
 
 @pytest.fixture(autouse=True)
@@ -48,9 +49,9 @@ def write_mnist(folder: Path, n: dict | None = None, gz: bool = False, seed: int
     for split, count in (n or {"train": 6, "test": 4}).items():
         images = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8)
         labels = rng.integers(0, 10, count, dtype=np.uint8)
-        img_name, lab_name = ds._MNIST_FILES[split]
-        write_file(folder / img_name, idx_bytes(images, ds.IDX_IMAGES_MAGIC), gz)
-        write_file(folder / lab_name, idx_bytes(labels, ds.IDX_LABELS_MAGIC), gz)
+        img_name, lab_name = datafiles._MNIST_FILES[split]
+        write_file(folder / img_name, idx_bytes(images, datafiles.IDX_IMAGES_MAGIC), gz)
+        write_file(folder / lab_name, idx_bytes(labels, datafiles.IDX_LABELS_MAGIC), gz)
         out[split] = images, labels
     return out
 
@@ -58,7 +59,7 @@ def write_mnist(folder: Path, n: dict | None = None, gz: bool = False, seed: int
 def write_cifar_bin(folder: Path, per_file: int = 3, seed: int = 0) -> dict:
     """The CIFAR-10 binary version in folder/cifar-10-batches-bin; returns {split: (planes (n, 3, 1024), labels)}."""
     rng, out = np.random.default_rng(seed), {}
-    for split, names in ds._CIFAR_BIN_FILES.items():
+    for split, names in datafiles._CIFAR_BIN_FILES.items():
         planes = rng.integers(0, 256, (per_file * len(names), 3, 1024), dtype=np.uint8)
         labels = rng.integers(0, 10, per_file * len(names), dtype=np.uint8)
         records = np.concatenate([labels[:, None], planes.reshape(len(labels), 3072)], axis=1)
@@ -131,8 +132,8 @@ def test_smnist_reads_idx_plain_or_gz_in_mnist_or_data_dir(tmp_path, gz, sub):
         assert d.x.flags.writeable and d.x.flags.c_contiguous
         assert (d.length, d.d_input, d.n_classes, len(d)) == (784, 1, 10, len(images))
         assert d.scale == 1 / 255 and d.meta["lossy"] is False
-        name = ds._MNIST_FILES[split][0]
-        assert d.meta["sha256"][name] == hashlib.sha256(idx_bytes(images, ds.IDX_IMAGES_MAGIC)).hexdigest()
+        name = datafiles._MNIST_FILES[split][0]
+        assert d.meta["sha256"][name] == hashlib.sha256(idx_bytes(images, datafiles.IDX_IMAGES_MAGIC)).hexdigest()
 
 
 def test_inputs_are_float64_scaled_and_keep_the_batch_axis(tmp_path):
@@ -166,7 +167,7 @@ def test_psmnist_permutation_is_a_permutation_with_a_stable_hash():
 
 
 def _images_path(folder: Path, split: str = "train") -> Path:
-    return folder / ds._MNIST_FILES[split][0]
+    return folder / datafiles._MNIST_FILES[split][0]
 
 
 def test_idx_truncated_or_trailing_bytes(tmp_path):
@@ -189,13 +190,13 @@ def test_idx_wrong_magic(tmp_path):
     path.write_bytes(bytes(data))
     raises([str(path), "wrong magic number 1234", "2051"], ds.load_dataset, "smnist", "train", tmp_path)
     # the labels file where the images belong
-    path.write_bytes((tmp_path / ds._MNIST_FILES["train"][1]).read_bytes())
+    path.write_bytes((tmp_path / datafiles._MNIST_FILES["train"][1]).read_bytes())
     raises([str(path), "2049", "swapped"], ds.load_dataset, "smnist", "train", tmp_path)
 
 
 def test_idx_corrupt_gzip(tmp_path):
     write_mnist(tmp_path, gz=True)
-    path = tmp_path / (ds._MNIST_FILES["test"][0] + ".gz")
+    path = tmp_path / (datafiles._MNIST_FILES["test"][0] + ".gz")
     good = path.read_bytes()
     path.write_bytes(good[: len(good) // 2])
     raises([str(path), "not a valid gzip file"], ds.load_dataset, "smnist", "test", tmp_path)
@@ -205,23 +206,23 @@ def test_idx_corrupt_gzip(tmp_path):
 
 def test_idx_image_and_label_counts_differ(tmp_path):
     write_mnist(tmp_path)
-    lab = tmp_path / ds._MNIST_FILES["train"][1]
-    lab.write_bytes(idx_bytes(np.zeros(5, np.uint8), ds.IDX_LABELS_MAGIC))
+    lab = tmp_path / datafiles._MNIST_FILES["train"][1]
+    lab.write_bytes(idx_bytes(np.zeros(5, np.uint8), datafiles.IDX_LABELS_MAGIC))
     raises([str(_images_path(tmp_path)), str(lab), "6 images", "5 labels"], ds.load_dataset, "smnist", "train",
            tmp_path)
 
 
 def test_idx_label_out_of_range(tmp_path):
     write_mnist(tmp_path)
-    lab = tmp_path / ds._MNIST_FILES["train"][1]
-    lab.write_bytes(idx_bytes(np.array([1, 2, 3, 10, 4, 5], np.uint8), ds.IDX_LABELS_MAGIC))
+    lab = tmp_path / datafiles._MNIST_FILES["train"][1]
+    lab.write_bytes(idx_bytes(np.array([1, 2, 3, 10, 4, 5], np.uint8), datafiles.IDX_LABELS_MAGIC))
     raises([str(lab), "label 10 at index 3", "out of range"], ds.load_dataset, "smnist", "train", tmp_path)
 
 
 def test_idx_images_not_28x28(tmp_path):
     write_mnist(tmp_path)
     path = _images_path(tmp_path)
-    path.write_bytes(idx_bytes(np.zeros((6, 27, 29), np.uint8), ds.IDX_IMAGES_MAGIC))
+    path.write_bytes(idx_bytes(np.zeros((6, 27, 29), np.uint8), datafiles.IDX_IMAGES_MAGIC))
     raises([str(path), "27x29", "28x28"], ds.load_dataset, "smnist", "train", tmp_path)
 
 
@@ -390,7 +391,7 @@ def test_cifar_tar_decoded_once_then_from_cache(tmp_path, monkeypatch):
     def no_decoding(path):
         raise AssertionError("the archive was decoded again despite the cache")
 
-    monkeypatch.setattr(ds, "_decode_tar", no_decoding)
+    monkeypatch.setattr(datafiles, "_decode_tar", no_decoding)
     for split in ds.SPLITS:  # one pass decoded and cached both splits
         again = ds.load_dataset("scifar", split, tmp_path / "data")
         assert again.meta["cache_hit"] and np.array_equal(again.x, written[split][0])
@@ -469,7 +470,7 @@ def test_cli_data_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not found" in err and str(tmp_path / "mnist") in err
     write_mnist(tmp_path)
-    (tmp_path / ds._MNIST_FILES["test"][0]).write_bytes(b"\0\0\x08\x03")
+    (tmp_path / datafiles._MNIST_FILES["test"][0]).write_bytes(b"\0\0\x08\x03")
     assert main(["data", "list", "--data-dir", str(tmp_path)]) == 2  # a broken file is an error, not "not found"
     assert "error:" in capsys.readouterr().out
 
