@@ -5,7 +5,8 @@ A backend declares:
     availability() -> Availability       (available, reason): "not available: <reason>" when absent
     prepare(model) -> handle             load/compile a float64 reference model (S4DModel) once
     run(handle, u, path) -> BackendRun   whole batch u (N, L', d_input) -> outputs, for each path in info().paths
-    open_session(handle, batch) -> Session   streaming: step(u_t), run(chunk), reset(), get_state()
+    open_session(handle, batch) -> Session   streaming: step(u_t), run(chunk), reset(), get_state(), set_state(s)
+    delays(handle) -> Delays             the delays of a prepared model (default: info().delays)
 
 Delays: a backend may emit the answer for input step k at its output index k + d (d >= 0, per probe).
 It declares d in BackendInfo.delays; the harness feeds d extra zero steps and reads index k + d
@@ -56,6 +57,7 @@ class BackendInfo:
     delays: Delays = Delays()
     exposes_layers: bool = True  # run() returns per-layer S4D outputs
     exposes_state: bool = True  # Session.get_state() returns the complex states
+    restores_state: bool = False  # Session.set_state() resumes a stream from a get_state() snapshot
     streaming: bool = True  # open_session() is supported
 
     def __post_init__(self):
@@ -89,6 +91,11 @@ class Session(abc.ABC):
 
     def get_state(self) -> dict:
         """{"t": steps taken, "x": [per layer complex (N, H, P)]} when info().exposes_state."""
+        raise NotImplementedError
+
+    def set_state(self, state: dict) -> None:
+        """Resume from a snapshot of get_state() (when info().restores_state): the steps that follow give the
+        outputs, bit for bit, that followed the snapshot."""
         raise NotImplementedError
 
 

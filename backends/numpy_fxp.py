@@ -43,7 +43,12 @@ class FxpSession(Session):
         """States dequantised to complex (N, H, P) per layer, plus the raw integers and counters."""
         e = self.engine
         return {"t": e.t, "x": [x * 2.0 ** -self.m.act_exp[i] for i, x in enumerate(e.x)],
-                "x_int": [x.copy() for x in e.x], "saturations": dict(e.saturations)}
+                "x_int": [x.copy() for x in e.x], "saturations": dict(e.saturations),
+                "sigma_delta": e.sigma_delta_state()}
+
+    def set_state(self, state):
+        """Restore the integer states, the step count, the saturation counters and the sigma-delta memories."""
+        self.engine.set_state(state["t"], state["x_int"], state["saturations"], state["sigma_delta"])
 
 
 class NumpyFxpBackend(Backend):
@@ -55,7 +60,7 @@ class NumpyFxpBackend(Backend):
     def info(self) -> BackendInfo:
         return BackendInfo(name=self.name, numeric_class="fixed-point",
                            version=f"s4dconf {s4dconf.__version__} (numpy {np.__version__})", device="cpu",
-                           paths=("integer",))
+                           paths=("integer",), restores_state=True)
 
     def prepare(self, model):
         """A FxpModel is used as is; a float64 S4DModel is quantised by the default PTQ rule (SPEC.md 15)."""

@@ -25,6 +25,9 @@ class _ReferenceSession(Session):
     def get_state(self):
         return self._s.get_state()
 
+    def set_state(self, state):
+        self._s.set_state(state)
+
 
 class ReferenceBackend(Backend):
     name = "reference"
@@ -36,6 +39,7 @@ class ReferenceBackend(Backend):
             version=f"s4dconf {s4dconf.__version__} (numpy {np.__version__}, scipy {scipy.__version__})",
             device="cpu",
             paths=("conv", "recurrent"),
+            restores_state=True,
         )
 
     def prepare(self, model):

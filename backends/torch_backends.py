@@ -139,7 +139,21 @@ class TorchSession(Session):
 
     def get_state(self):
         return {"t": self.t, "x": [x.detach().cpu().to(self.h.torch.complex128).numpy().copy()
-                                   for x in self.state["x"]]}
+                                   for x in self.state["x"]],
+                "readout_sum": self.h.numpy(self.state["sum"]).copy()}
+
+    def set_state(self, state):
+        """Copy a get_state() snapshot into the session's tensors (in place: a captured CUDA graph keeps them)."""
+        xs = list(state["x"])
+        if len(xs) != len(self.state["x"]) or any(np.shape(a) != tuple(x.shape) for a, x in zip(xs, self.state["x"])):
+            raise S4DInputError(f"state x must hold {len(self.state['x'])} arrays of shape "
+                                f"{tuple(self.state['x'][0].shape)}")
+        torch = self.h.torch
+        for x, a in zip(self.state["x"], xs):
+            x.copy_(torch.as_tensor(np.asarray(a), device=x.device).to(x.dtype))
+        self.state["sum"].copy_(self.h.tensor(np.asarray(state["readout_sum"], dtype=np.float64)))
+        self.t = int(state["t"])
+        self.state["t"].fill_(self.t)
 
 
 class _TorchBackend(Backend):
@@ -181,7 +195,7 @@ class TorchRecBackend(_TorchBackend):
     name = "torch-rec"
 
     def info(self) -> BackendInfo:
-        return self._info(paths=("eager", "cuda-graph") if self.device == "cuda" else ("eager",))
+        return self._info(paths=("eager", "cuda-graph") if self.device == "cuda" else ("eager",), restores_state=True)
 
     def run(self, handle, u, path):
         u = as_input_sequence(u, handle.model.config.d_input)

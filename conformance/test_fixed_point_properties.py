@@ -504,3 +504,24 @@ def test_predicted_snr_falls_with_length_and_rises_with_frac_bits():
         lo = predicted_snr_db(FxpFormat(frac_bits=8, coef_bits=12), 256, cfg.P, cfg.n_layers)
         hi = predicted_snr_db(FxpFormat(frac_bits=14, coef_bits=18), 256, cfg.P, cfg.n_layers)
         assert hi > lo + 20.0
+
+
+@pytest.mark.parametrize("vth", [None, 0.0, 3.0])
+def test_set_state_resumes_sigma_delta_and_saturation_counters(vth):
+    """A snapshot carries the integer states, the step count, the saturation counters and the sigma-delta
+    memories: resuming from it reproduces the uninterrupted stream and its counters exactly."""
+    m = quantize(S4DModel.create(NAMED_CONFIGS["small"], 2))
+    u = 40.0 * make_input("noise", 1, 0)[:, :48]  # large enough to saturate somewhere
+    s = FxpSession(m, u.shape[0], vth)
+    s.run(u[:, :20])
+    snap = s.get_state()
+    rest, end = s.run(u[:, 20:]), s.get_state()
+    s.reset()
+    s.run(u[:, ::-1])
+    s.set_state(snap)
+    assert np.array_equal(s.run(u[:, 20:]), rest)
+    again = s.get_state()
+    assert again["saturations"] == end["saturations"] and sum(end["saturations"].values()) > 0
+    assert all(np.array_equal(a, b) for a, b in zip(again["x_int"], end["x_int"]))
+    with pytest.raises(S4DInputError, match="sigma-delta threshold"):
+        FxpSession(m, u.shape[0], None if vth is not None else 1.0).set_state(snap)

@@ -62,3 +62,23 @@ def test_reset_restores_the_initial_state(backend, suite):
     session.reset()
     again, _ = aligned_stream(session, case.u, info)
     assert np.array_equal(first, again), "outputs after reset() differ from a fresh session's"
+
+
+@pytest.mark.parametrize("case_id", ["small/noise", "tiny/spikes"])
+def test_set_state_resumes_a_stream(backend, suite, case_id):
+    """SPEC.md 3.3: set_state(get_state() at step k) followed by the rest of the stream gives, bit for bit, the
+    outputs the uninterrupted stream gave after step k, whatever ran on the session in between."""
+    case = suite.golden.case(case_id)
+    info, session = _open(backend, case)
+    if not info.restores_state:
+        pytest.skip(f"backend {info.name} declares no set_state (BackendInfo.restores_state = False)")
+    u = case.u
+    k = u.shape[1] // 3
+    session.run(u[:, :k])
+    snapshot = session.get_state()
+    rest = session.run(u[:, k:])
+    session.reset()
+    session.run(u[:, ::-1])  # something else, so a set_state that restores too little is seen
+    session.set_state(snapshot)
+    assert np.array_equal(session.run(u[:, k:]), rest), "the stream resumed from set_state() gave other outputs"
+    assert session.get_state()["t"] == u.shape[1]

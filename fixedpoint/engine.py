@@ -199,9 +199,35 @@ class FxpEngine:
     def reset(self) -> None:
         for x in self.x:
             x.fill(0.0)
-        for s in [self.sd_enc] + [op[k] for op in self.layer_ops for k in ("sd_msg", "sd_relu", "sd_block")]:
+        for s in self._sigma_deltas():
             s.reset()
         self.t = 0
+
+    def _sigma_deltas(self) -> list:
+        return [self.sd_enc] + [op[k] for op in self.layer_ops for k in ("sd_msg", "sd_relu", "sd_block")]
+
+    def sigma_delta_state(self) -> list:
+        """The receivers' last values of every sigma-delta signal (None where vth is None)."""
+        return [None if s.last is None else s.last.copy() for s in self._sigma_deltas()]
+
+    def set_state(self, t: int, x_int, saturations: dict, sigma_delta: list) -> None:
+        """Resume from a snapshot: integer states (per layer (N, H, P) complex of integers), step count, saturation
+        counters and sigma-delta memories, all copied in (shapes must match this engine)."""
+        if len(x_int) != len(self.x) or any(np.shape(a) != x.shape for a, x in zip(x_int, self.x)):
+            raise S4DInputError(f"state x_int must hold {len(self.x)} arrays of shape {self.x[0].shape}")
+        sds = self._sigma_deltas()
+        if len(sigma_delta) != len(sds):
+            raise S4DInputError(f"state sigma_delta must hold {len(sds)} entries, got {len(sigma_delta)}")
+        for x, a in zip(self.x, x_int):
+            np.copyto(x, a)
+        for s, last in zip(sds, sigma_delta):
+            if (s.last is None) != (last is None):
+                raise S4DInputError("state sigma_delta was taken with another sigma-delta threshold (vth)")
+            if last is not None:
+                np.copyto(s.last, last)
+        self.saturations.clear()
+        self.saturations.update(saturations)
+        self.t = int(t)
 
     def rshift(self, a: np.ndarray, s: int) -> np.ndarray:
         """R(a, s) of SPEC.md 14.1 for s >= 1 (floor or round-half-up), a << -s for s <= 0; in place."""

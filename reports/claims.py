@@ -19,6 +19,7 @@ from pathlib import Path
 from s4dconf.reference.validate import S4DInputError
 
 from .compare import load_run
+from .tables import markdown_table
 
 try:
     import tomllib
@@ -192,24 +193,37 @@ def batched_vs_streaming(claim, benches, accuracy):
     return "reproduced", measured, evidence, note
 
 
+def crossover_points(benches) -> list[dict]:
+    """The crossover (SPEC.md 21) of every measured pair of one run (benchmark file), config and L
+    (`_stream_vs_conv`), in the order of (file, config, L): dicts with file, config, L, device, "stream" (the
+    torch-rec streaming Bench at batch 1), "convs" ({batch: torch-conv whole-sample Bench}) and "batch", the
+    `first_winning_batch` (None when no measured batch wins). Used by the claim and by the report's plots."""
+    out = []
+    for (file, cfg, L), (s, convs) in sorted(_stream_vs_conv(benches).items()):
+        batch = first_winning_batch(s.get("tokens_per_s"), {b: c.get("tokens_per_s") for b, c in convs.items()})
+        out.append({"file": file, "config": cfg, "L": L, "device": s.get("device"), "stream": s, "convs": convs,
+                    "batch": batch})
+    return out
+
+
 def crossover_batch(claim, benches, accuracy):
-    pairs = _stream_vs_conv(benches)
-    if not pairs:
+    points = crossover_points(benches)
+    if not points:
         return ("not measurable here", {}, [], "no torch-rec streaming and torch-conv whole-sample benchmarks of "
                 "the same config, L and device")
     measured, evidence, never = {}, [], []
-    for (file, cfg, L), (s, convs) in sorted(pairs.items()):
-        crossover = first_winning_batch(s.get("tokens_per_s"), {b: c.get("tokens_per_s") for b, c in convs.items()})
-        measured[_pair_label(file, cfg, L, s)] = {
-            "crossover_batch": crossover, "batches_measured": sorted(convs),
+    for p in points:
+        s, convs = p["stream"], p["convs"]
+        measured[_pair_label(p["file"], p["config"], p["L"], s)] = {
+            "crossover_batch": p["batch"], "batches_measured": sorted(convs),
             "rec_stream_tokens_per_s": s.get("tokens_per_s"),
             "conv_tokens_per_s": {b: convs[b].get("tokens_per_s") for b in sorted(convs)}}
         evidence += [_ev(s)] + [_ev(convs[b]) for b in sorted(convs)]
-        if crossover is None:
-            never.append(f"{cfg} L={L}")
+        if p["batch"] is None:
+            never.append(f"{p['config']} L={p['L']}")
     if never:
         return ("contradicted", measured, evidence,
-                f"whole-sample never beats streaming up to batch {max(max(v[1]) for v in pairs.values())} for "
+                f"whole-sample never beats streaming up to batch {max(max(p['convs']) for p in points)} for "
                 f"{', '.join(never)}")
     return "reproduced", measured, evidence, "crossover = first measured batch where whole-sample wins"
 
@@ -290,10 +304,9 @@ def evaluate(bench_files=None, accuracy_file=None, claims_file: Path = CLAIMS_FI
 
 
 def to_markdown(verdicts: list[Verdict]) -> str:
-    lines = ["| claim | quoted (paper) | verdict | measured here | note |", "|---|---|---|---|---|"]
-    for v in verdicts:
-        lines.append(f"| {v.id} | {v.quoted} ({v.source}) | **{v.verdict}** | {_short(v.measured)} | {v.note} |")
-    return "\n".join(lines) + "\n"
+    rows = [(v.id, f"{v.quoted} ({v.source})", f"**{v.verdict}**", measured_text(v.measured), v.note)
+            for v in verdicts]
+    return markdown_table(("claim", "quoted (paper)", "verdict", "measured here", "note"), rows) + "\n"
 
 
 def _rounded(x):
@@ -306,6 +319,8 @@ def _rounded(x):
     return x
 
 
-def _short(measured: dict) -> str:
+def measured_text(measured: dict) -> str:
+    """The numbers behind a verdict (`Verdict.measured`) in one line, for tables: compact JSON with every float
+    rounded to 4 significant digits, cut to 400 characters (then ending in "...")."""
     text = json.dumps(_rounded(measured))
     return (text[:400] + "...") if len(text) > 400 else text

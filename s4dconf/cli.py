@@ -7,7 +7,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import s4dconf
@@ -125,33 +124,10 @@ def run_conformance(backends, json_path: Path, extra=(), quiet=False) -> int:
     return subprocess.call(cmd)
 
 
-def summarize(records: list[dict]) -> list[tuple]:
-    """Rows (backend, family, cases, failed, saturated cases, worst metric, tolerance, verdict) of the matrix.
-
-    The worst metric is rel_l2 where the family's row bounds it, else the lowest snr_db, else the largest
-    max_abs_int_diff (bit-exact integer goldens)."""
-    groups = defaultdict(list)
-    for r in records:
-        groups[(r["backend"], r["family"])].append(r)
-    rows = []
-    for (backend, family), recs in sorted(groups.items()):
-        worst = None
-        for metric, pick in (("rel_l2", max), ("snr_db", min), ("max_abs_int_diff", max)):
-            cand = [r for r in recs if r["metric"] == metric]
-            if cand:
-                worst = pick(cand, key=lambda r: float(r["value"]))
-                break
-        failed = sum(r["verdict"] != "pass" for r in recs)
-        saturated = len({r["case"] for r in recs if r.get("saturations")})
-        rows.append((backend, family, len({r["case"] for r in recs}), failed, saturated,
-                     f"{worst['metric']} {float(worst['value']):.3g}" if worst else "-",
-                     f"{float(worst['tolerance']):g}" if worst else "-",
-                     "PASS" if failed == 0 else "FAIL"))
-    return rows
-
-
 def cmd_check(args) -> int:
     from s4dconf.backends import get_backend
+    from s4dconf.reports.conformance_summary import check_matrix_rows
+    from s4dconf.reports.tables import text_table
 
     for name in args.backend:
         get_backend(name)  # unknown names fail here with the list of known ones
@@ -165,9 +141,7 @@ def cmd_check(args) -> int:
     records = data["records"]
     print()
     print("conformance matrix (worst measured error per backend and case family):")
-    _print_table([("backend:path", "family", "cases", "failed checks", "saturated cases", "worst", "tolerance",
-                   "verdict")]
-                 + summarize(records))
+    print(text_table(check_matrix_rows(records)))
     n_fail = sum(r["verdict"] != "pass" for r in records)
     print(f"{len(records)} measured checks, {n_fail} failed; pytest exit code {rc}")
     if args.json:
@@ -260,12 +234,13 @@ def cmd_data(args) -> int:
     import numpy as np
 
     from s4dconf.reference.validate import S4DInputError
+    from s4dconf.training import datafiles
     from s4dconf.training import datasets as ds
 
     # the one-time decode of an image archive takes seconds: say so on stderr while this command runs
-    handler, level = logging.StreamHandler(sys.stderr), ds.log.level
-    ds.log.addHandler(handler)
-    ds.log.setLevel(logging.INFO)
+    handler, level = logging.StreamHandler(sys.stderr), datafiles.log.level
+    datafiles.log.addHandler(handler)
+    datafiles.log.setLevel(logging.INFO)
     try:
         if args.action == "list":
             dirs = ds.resolve_data_dir(args.data_dir)
@@ -305,8 +280,8 @@ def cmd_data(args) -> int:
         _print_table(rows)
         return 0
     finally:
-        ds.log.removeHandler(handler)
-        ds.log.setLevel(level)
+        datafiles.log.removeHandler(handler)
+        datafiles.log.setLevel(level)
 
 
 def cmd_train(args) -> int:

@@ -1,13 +1,15 @@
-"""The report (reports/report.py): built from small synthetic inputs (conformance, accuracy, benchmark and claims
+"""The report (reports/report.py, page.py, plots.py, templates/): built from small synthetic inputs (conformance, accuracy, benchmark and claims
 JSON made here), every section present, every image referenced exists and is a PNG, a report without inputs says
 "not run" with the commands, and, in headless Chromium, every <img> loads (the page's inline script writes
 `<div id="img-check" data-total data-loaded data-broken>` after onload; `--dump-dom` returns it). The browser tests
-skip when Chromium is absent (Debian package `chromium`)."""
+skip when Chromium is absent (Debian package `chromium`). Also the pieces the report shares with the rest of the
+project: the conformance summary (`s4dconf check` prints it too), the table formatter and the number decoding."""
 from __future__ import annotations
 
 import argparse
 import html
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -16,15 +18,11 @@ from pathlib import Path
 
 import pytest
 from s4dconf.reference.validate import S4DInputError
-from s4dconf.reports.report import (
-    COMMANDS,
-    SECTIONS,
-    build_report,
-    crossover_batch,
-    markdown_to_html,
-    register,
-    summarize_conformance,
-)
+from s4dconf.reports.conformance_summary import check_matrix_rows, summarize_conformance
+from s4dconf.reports.json_numbers import decode_number, encode_number
+from s4dconf.reports.page import SECTIONS, markdown_to_html
+from s4dconf.reports.report import COMMANDS, benchmark_crossovers, build_report, register
+from s4dconf.reports.tables import markdown_table, text_table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EVIL = "<b>bold</b> & <script>alert(1)</script>"
@@ -75,7 +73,8 @@ def _bench(name, backend, mode, path, batch, tokens_per_s, timed=True, **extra):
     else:
         info["samples_per_s"] = tokens_per_s / 64
     stats = {"mean": 64 * batch / tokens_per_s, "median": 64 * batch / tokens_per_s, "min": 1e-3} if timed else None
-    return {"name": name, "group": f"{mode} tiny L=64", "stats": stats, "extra_info": info}
+    return {"name": name, "fullname": f"conformance/benchmarks/test_bench_modes.py::{name}",
+            "group": f"{mode} tiny L=64", "stats": stats, "extra_info": info}
 
 
 def benchmark_data() -> dict:
@@ -83,7 +82,8 @@ def benchmark_data() -> dict:
     benches = [_bench("s-ref", "reference", "stream", "default", 1, 75_000.0, **chip),
                _bench("s-rec", "torch-rec", "stream", "default", 1, 16_000.0, **chip),
                _bench("s-untimed", "numpy-fxp", "stream", "default", 1, 1.0, timed=False),
-               {"name": "old-style", "group": None, "stats": {"mean": 1.0}, "extra_info": {}}]
+               {"name": "old-style", "fullname": "old-style", "group": None, "stats": {"mean": 1.0},
+                "extra_info": {}}]
     benches += [_bench(f"w-conv-{b}", "torch-conv", "whole-sample", "fft", b, t)
                 for b, t in ((1, 9_000.0), (8, 15_000.0), (64, 90_000.0))]
     benches += [_bench(f"w-rec-{b}", "torch-rec", "whole-sample", "eager", b, t)
@@ -93,7 +93,8 @@ def benchmark_data() -> dict:
                "s4dconf": {"s4dconf": "0.1.0", "spec_version": "1.0", "numpy": "1.26.4", "scipy": "1.11",
                            "cpu": "Test CPU", "python": "3.11.7", "torch": "2.3.0+cpu", "lava-nc": "not installed",
                            "cuda": "none (CPU build)", "gpus": []}}
-    return {"machine_info": machine, "benchmarks": benches, "datetime": "2026-01-01T00:00:00+00:00"}
+    return {"machine_info": machine, "commit_info": {}, "benchmarks": benches, "datetime": "2026-01-01T00:00:00+00:00",
+            "version": "4.0.0"}
 
 
 def claims_data() -> list:
@@ -193,20 +194,58 @@ def test_conformance_matrix_worst_values(report):
     assert cells[("torch-rec:eager", "impulse")].worst["rel_l2"]["value"] == 3e-5  # upper bound: max
     assert cells[("numpy-fxp:default", "impulse")].worst["snr_db"]["value"] == 27.0  # lower bound: min (inf is best)
     long = cells[("numpy-fxp:default", "long")]
-    assert long.worst["snr_db"]["value"] == 6.5 and long.verdict == "fail" and long.counts["fail"] == 1
-    assert long.saturated == 1
+    assert long.worst["snr_db"]["value"] == 6.5 and long.overall_verdict == "fail" and long.counts["fail"] == 1
+    assert long.saturated == 1 and long.saturated_cases == {"tiny/long"}
     page = report[0].read_text()
     assert "FAIL 1/2 pass, 1 fail" in page and "snr_db 6.5 dB (≥ 8.0 dB)" in page
     assert "rel_l2 3e-05 (≤ 0.0003)" in page and "PASS 4/4 pass" in page
 
 
-def test_crossover_batch():
-    rows = [b["extra_info"] for b in benchmark_data()["benchmarks"] if b["extra_info"]]
-    [c] = crossover_batch(rows)
+def test_the_worst_value_is_the_largest_for_upper_and_the_smallest_for_lower_bounds():
+    recs = [_rec("b", "f", "rel_l2", 1e-3, 1e-2), _rec("b", "f", "rel_l2", 2e-3, 1.0),  # larger, though far in bound
+            _rec("b", "f", "argmax", 0.9, 0.8), _rec("b", "f", "argmax", 0.95, 0.99, verdict="fail"),
+            _rec("b", "f", "snr_db", "inf", 10.0), _rec("b", "f", "snr_db", "nan", 10.0, verdict="fail"),
+            _rec("b", "f", "max_abs_int_diff", 0, 0), _rec("b", "f", "max_abs_int_diff", 2, 0, verdict="fail")]
+    [cell] = summarize_conformance(recs)[2].values()
+    assert cell.worst["rel_l2"]["value"] == 2e-3 and cell.worst["argmax"]["value"] == 0.9
+    assert math.isnan(cell.worst["snr_db"]["value"])  # NaN is worse than any number
+    assert cell.worst["max_abs_int_diff"]["value"] == 2
+    assert cell.metrics() == ["rel_l2", "snr_db", "argmax", "max_abs_int_diff"]
+
+
+def test_check_prints_the_same_summary():
+    rows = check_matrix_rows(conformance_data()["records"])
+    assert rows[0][0] == "backend:path" and [r[:2] for r in rows[1:]] == sorted(r[:2] for r in rows[1:])
+    by = {r[:2]: r for r in rows[1:]}
+    assert by[("numpy-fxp:default", "impulse")][5:] == ("snr_db 27", "15", "PASS")  # "inf" is the best SNR
+    assert by[("numpy-fxp:default", "long")][2:] == (1, 1, 1, "snr_db 6.5", "8", "FAIL")
+    assert by[("torch-rec:eager", "long")][5:] == ("rel_l2 3e-05", "0.0003", "PASS")
+    text = text_table(rows).splitlines()
+    assert text[0].split() == ["backend:path", "family", "cases", "failed", "checks", "saturated", "cases", "worst",
+                               "tolerance", "verdict"] and set(text[1]) == {"-", " "}
+
+
+def test_crossovers_come_from_the_claims():
+    rows = [{**b["extra_info"], "file": "benchmark.json", "name": b["name"], "node": "n"}
+            for b in benchmark_data()["benchmarks"] if b["extra_info"]]
+    [c] = benchmark_crossovers(rows)
     assert c["batch"] == 64 and c["stream_tokens_per_s"] == 16_000.0 and c["batches"] == [1, 8, 64]
+    assert c["where"] == "cpu" and c["conv_tokens_per_s"] == 90_000.0
     slow = [r for r in rows if not (r["backend"] == "torch-conv" and r["batch"] == 64)]
-    assert crossover_batch(slow)[0]["batch"] is None
-    assert crossover_batch([r for r in rows if r["backend"] != "torch-conv"]) == []
+    assert benchmark_crossovers(slow)[0]["batch"] is None
+    assert benchmark_crossovers([r for r in rows if r["backend"] != "torch-conv"]) == []
+
+
+def test_numbers_and_tables():
+    for x in (1.5, 0, None, math.inf, -math.inf):
+        assert decode_number(json.loads(json.dumps(encode_number(x)))) == x
+    assert math.isnan(decode_number(encode_number(math.nan)))
+    for bad in ("0.5", "Infinity", True, [1]):
+        with pytest.raises(ValueError, match="not a number"):
+            decode_number(bad)
+    assert markdown_table(["a", "b"], [["x|y", "1\n2"], [None, 3]]) == \
+        "| a | b |\n|---|---|\n| x\\|y | 1<br>2 |\n| - | 3 |"
+    assert text_table([("a", "bb"), ("ccc", None)]) == "a    bb\n---  --\nccc  -"
 
 
 def test_no_inputs_says_not_run_with_commands(tmp_path):
@@ -215,7 +254,8 @@ def test_no_inputs_says_not_run_with_commands(tmp_path):
     assert "<img" not in page and not list((tmp_path / "img").glob("*.png"))
     assert _parse(page).imgs == []
     commands = [c for cmds in COMMANDS.values() for c in cmds]
-    assert all(html.escape(c) in page for c in commands) and all(f"`{c}`" in md for c in commands)
+    assert all(f"<code>{c}</code>" in html.unescape(page) for c in commands)  # quotes escaped as &#39;
+    assert all(f"`{c}`" in md for c in commands)
     assert md.count("**not run**") >= len(SECTIONS)
     for key in SECTIONS:  # every section, on its own, says "not run"
         section = page.split(f'<section id="{key}">')[1].split("</section>")[0]
@@ -232,13 +272,28 @@ def test_missing_file_is_not_run_and_bad_file_raises(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(S4DInputError, match="bad.json"):
         build_report(tmp_path / "c", claims_json=bad)
+    bad.write_text(json.dumps({"records": [_rec("b", "f", "rel_l2", "0.5", 1.0)]}))  # a number as a string
+    with pytest.raises(S4DInputError, match="not a number"):
+        build_report(tmp_path / "d", conformance_json=bad)
+    bad.write_text(json.dumps({"benchmarks": []}))  # read by compare.load_run, the one pytest-benchmark reader
+    with pytest.raises(S4DInputError, match="not a pytest-benchmark file"):
+        build_report(tmp_path / "e", benchmark_jsons=[bad])
+
+
+def test_parsed_inputs_give_the_same_page(tmp_path):
+    page = build_report(tmp_path, conformance_data(), accuracy_data(), [benchmark_data()], claims_data(),
+                        RESOURCES)[0].read_text()
+    assert "not run" not in page and "from batch 64" in page and "(in memory)" in page
+    assert {p.name for p in (tmp_path / "img").glob("*.png")} == EXPECTED_PNGS
 
 
 def test_markdown_to_html_escapes_and_converts():
-    out = markdown_to_html("# T <x>\n\ntext `a|b` & more\n\n| a | b |\n|---|---|\n| 1 \\| 2 | <i> |\n\n- one\n- two",
-                           shift=2)
-    assert "<h3>T &lt;x&gt;</h3>" in out and "<code>a|b</code> &amp; more" in out
-    assert "<td>1 | 2</td><td>&lt;i&gt;</td>" in out and "<ul><li>one</li><li>two</li></ul>" in out
+    out = markdown_to_html("# T <x>\n\ntext `a|b` & more\nnext <b>line</b>\n\n| a | b |\n|---|---|\n"
+                           "| 1 \\| 2 | <i> |\n\n- one\n- two\n\n<div>raw</div>", shift=2)
+    assert "<h3>T &lt;x&gt;</h3>" in out and "<code>a|b</code> &amp; more<br>" in out
+    assert "next &lt;b&gt;line&lt;/b&gt;" in out and "<p>&lt;div&gt;raw&lt;/div&gt;</p>" in out
+    assert re.search(r"<td>1 \| 2</td>\s*<td>&lt;i&gt;</td>", out)
+    assert re.search(r"<ul>\s*<li>one</li>\s*<li>two</li>\s*</ul>", out)
 
 
 def test_cli_finds_default_inputs(tmp_path, capsys):
