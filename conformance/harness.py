@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from s4dconf.reference.json_numbers import encode_number
 from s4dconf.reference.metrics import argmax_agreement, snr_from_rel_l2
 from s4dconf.reference.validate import S4DInputError
 
@@ -117,8 +118,7 @@ class Record:
     def as_json(self) -> dict:
         d = dataclasses.asdict(self)
         for k in ("value", "tolerance"):
-            if not math.isfinite(d[k]):
-                d[k] = str(d[k])
+            d[k] = encode_number(d[k])
         return d
 
 

@@ -15,7 +15,7 @@ import functools
 import numpy as np
 
 from .formats import FxpModel, int_range
-from s4dconf.reference.validate import S4DInputError, as_input_sequence, check_finite
+from s4dconf.reference.validate import S4DInputError, as_input_sequence
 
 
 try:  # BLAS i?amax: index of the largest |a_k|, one pass (a saturation check in one call)

@@ -46,7 +46,7 @@ class Verdict:
 
 
 @dataclasses.dataclass(frozen=True)
-class Bench:
+class BenchFigure:
     """One timed benchmark of a pytest-benchmark file."""
 
     file: str
@@ -71,7 +71,7 @@ def load_claims(path: Path = CLAIMS_FILE) -> list[dict]:
     return claims
 
 
-def load_benchmarks(paths) -> list[Bench]:
+def load_benchmarks(paths) -> list[BenchFigure]:
     """Every timed benchmark of the given pytest-benchmark JSON files (untimed ones carry no figures), read by the
     one pytest-benchmark reader, `reports/compare.py: load_run`."""
     out = []
@@ -83,7 +83,7 @@ def load_benchmarks(paths) -> list[Bench]:
         mi = run.machine_info
         ours = mi.get("s4dconf") if isinstance(mi.get("s4dconf"), dict) else {}
         machine = f"{mi.get('node', '?')} ({ours.get('cpu') or mi.get('processor', '?')})"
-        out += [Bench(Path(p).name, b.name, b.extra_info, machine) for b in run.benchmarks.values() if b.stats]
+        out += [BenchFigure(Path(p).name, b.name, b.extra_info, machine) for b in run.benchmarks.values() if b.stats]
     return out
 
 
@@ -95,11 +95,11 @@ def _ratio_verdict(r: float, quoted: float | None, factor: float) -> str:
     return "direction reproduced"
 
 
-def _pick(benches, **want) -> list[Bench]:
+def _pick(benches, **want) -> list[BenchFigure]:
     return [b for b in benches if all(b.get(k) == v for k, v in want.items())]
 
 
-def _ev(b: Bench) -> str:
+def _ev(b: BenchFigure) -> str:
     return f"{b.file}: {b.name} [{b.machine}]"
 
 
@@ -196,7 +196,7 @@ def batched_vs_streaming(claim, benches, accuracy):
 def crossover_points(benches) -> list[dict]:
     """The crossover (SPEC.md 21) of every measured pair of one run (benchmark file), config and L
     (`_stream_vs_conv`), in the order of (file, config, L): dicts with file, config, L, device, "stream" (the
-    torch-rec streaming Bench at batch 1), "convs" ({batch: torch-conv whole-sample Bench}) and "batch", the
+    torch-rec streaming BenchFigure at batch 1), "convs" ({batch: torch-conv whole-sample BenchFigure}) and "batch", the
     `first_winning_batch` (None when no measured batch wins). Used by the claim and by the report's plots."""
     out = []
     for (file, cfg, L), (s, convs) in sorted(_stream_vs_conv(benches).items()):
@@ -303,7 +303,7 @@ def evaluate(bench_files=None, accuracy_file=None, claims_file: Path = CLAIMS_FI
     return out
 
 
-def to_markdown(verdicts: list[Verdict]) -> str:
+def verdicts_markdown(verdicts: list[Verdict]) -> str:
     rows = [(v.id, f"{v.quoted} ({v.source})", f"**{v.verdict}**", measured_text(v.measured), v.note)
             for v in verdicts]
     return markdown_table(("claim", "quoted (paper)", "verdict", "measured here", "note"), rows) + "\n"

@@ -13,7 +13,7 @@ import dataclasses
 import math
 from collections import Counter
 
-from .json_numbers import decode_number
+from s4dconf.reference.json_numbers import decode_number
 
 UPPER = ("rel_l2", "max_abs_rel")  # upper bounds: the worst value is the largest
 LOWER = ("snr_db", "argmax")  # lower bounds: the worst value is the smallest

@@ -11,7 +11,7 @@ command that produces it, never an empty or made-up table):
                               (`conformance_summary.py`, the summary `s4dconf check` prints too)
 3. Error distributions        the same records: per backend, log10(value / tolerance) of the relative metrics and
                               SNR - tolerance (dB) of the fixed-point ones (one PNG per metric kind)
-4. Accuracy                   `accuracy.json` (`s4dconf eval`), rendered by `s4dconf.training.accuracy.to_markdown`;
+4. Accuracy                   `accuracy.json` (`s4dconf eval`), rendered by `s4dconf.training.accuracy.table_markdown`;
                               the quoted part kept apart
 5. Benchmarks                 pytest-benchmark JSON files (`tox -e bench`), read by `compare.load_run`: per (config,
                               L) streaming latency per token (with the quoted Loihi 2 chip step time as a reference
@@ -40,12 +40,13 @@ import s4dconf
 from s4dconf.reference.validate import S4DInputError
 
 from . import plots
-from .claims import Bench as ClaimsBench
+from .claims import BenchFigure
 from .claims import crossover_points, measured_text
 from .compare import load_run
 from .conformance_summary import LOWER, UPPER, ConformanceCellSummary, decode_record, summarize_conformance
-from .page import (SECTIONS, MarkdownFragment, NotRunNotice, Paragraph, ReportImage, ReportSection, SubHeading,
-                   TableBlock, TableCell, render_html, render_markdown)
+from .page import SECTIONS  # noqa: F401 - re-exported: the section names are part of this module's API
+from .page import (MarkdownFragment, NotRunNotice, Paragraph, ReportImage, ReportSection, SubHeading, TableBlock,
+                   TableCell, render_html, render_markdown)
 
 COMMANDS = {
     "conformance": ["s4dconf run --out reports/out", "s4dconf check --json reports/out/conformance.json",
@@ -302,7 +303,7 @@ def errors_section(conf: LoadedInput, img_dir: Path) -> ReportSection:
 
 def accuracy_section(acc: LoadedInput) -> ReportSection:
     """The measured accuracy table of `s4dconf eval`; the figures quoted from the paper apart, marked quoted."""
-    from s4dconf.training.accuracy import to_markdown as accuracy_markdown
+    from s4dconf.training.accuracy import table_markdown as accuracy_markdown
 
     if acc.data is None:
         return ReportSection("accuracy", _not_run("accuracy", "no accuracy table (accuracy.json)", acc.missing))
@@ -355,7 +356,7 @@ def benchmark_crossovers(rows: list[dict]) -> list[dict]:
     """The crossovers of `claims.crossover_points` (one run, config, L and device with both torch-rec streaming at
     batch 1 and torch-conv whole-sample) among the rows: dicts with device, where (the device, and the file when
     there are several), batch (None: no measured batch wins), stream_tokens_per_s, batches, conv_tokens_per_s."""
-    points = crossover_points([ClaimsBench(r["file"], r["name"], r, r["node"]) for r in rows])
+    points = crossover_points([BenchFigure(r["file"], r["name"], r, r["node"]) for r in rows])
     several_files = len({p["file"] for p in points}) > 1
     out = []
     for p in points:

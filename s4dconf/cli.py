@@ -1,27 +1,62 @@
-"""The one command line: `s4dconf backends | configs | model | golden generate|verify | check | run`."""
+"""The one command line (floor 6, the top): every command of README "Command line", wired to the packages below.
+
+    backends, configs, model, quantize, golden   reference/, fixedpoint/, goldens/, backends/
+    check, run                                   conformance/ (pytest), then reports/
+    data, train, eval                            training/
+    claims, bench, report                        reports/
+"""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import logging
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import s4dconf
+import numpy as np
 
+import s4dconf
+import s4dconf.conformance
+from s4dconf.backends import REGISTRY, get_backend
+from s4dconf.backends.torch_backends import choose_device
+from s4dconf.fixedpoint.formats import FxpFormat, save_fxp
+from s4dconf.fixedpoint.quantize import quantize
+from s4dconf.goldens import store as golden
+from s4dconf.reference.config import NAMED_CONFIGS, get_config
+from s4dconf.reference.inputs import FAMILIES, make_input
+from s4dconf.reference.model import S4DModel
+from s4dconf.reference.modelfile import load_model, params_digest, save_model
+from s4dconf.reference.npzio import read_npz
+from s4dconf.reference.validate import S4DInputError
+from s4dconf.reports.claims import committed_benchmark_files, default_benchmark_files, evaluate
+from s4dconf.reports.compare import register as register_bench
+from s4dconf.reports.conformance_summary import check_matrix_rows
+from s4dconf.reports.report import build_report
+from s4dconf.reports.report import register as register_report
+from s4dconf.reports.resource_table import write_resources
+from s4dconf.reports.tables import text_table
+from s4dconf.training import datafiles
+from s4dconf.training import datasets as ds
+from s4dconf.training.accuracy import MODELS_DIR, accuracy_table, merge_tables, write_table
+from s4dconf.training.recipes import make_models
+
+EPILOG = """layout (README "Layout"; each floor imports only the floors below it):
+  reference/   float64 S4D, model files, inputs, metrics     fixedpoint/  Loihi 2 integer arithmetic, PTQ
+  goldens/     golden outputs (float and integer)             backends/    the backends behind one contract
+  measure/     energy meters, operation/resource model        conformance/ the pytest suite and benchmarks
+  training/    datasets, training, accuracy table             reports/     claims, bench compare, the report
+exit codes: 0 all passed, 1 a check failed, 2 bad input (the message says what and where)"""
 
 
 def _conformance_dir() -> Path:
-    import s4dconf.conformance
-
     return Path(s4dconf.conformance.__file__).resolve().parent
 
 
 def cmd_backends(args) -> int:
-    from s4dconf.backends import REGISTRY
-
     rows = [("name", "available", "numeric class", "device", "version / reason")]
     for name, cls in REGISTRY.items():
         b = cls()
@@ -31,27 +66,20 @@ def cmd_backends(args) -> int:
             rows.append((name, "yes", info.numeric_class, info.device, info.version))
         else:
             rows.append((name, "no", "-", "-", f"not available: {av.reason}"))
-    _print_table(rows)
+    print(text_table(rows))
     return 0
 
 
 def cmd_configs(args) -> int:
-    from s4dconf.reference.config import NAMED_CONFIGS
-    from s4dconf.reference.model import S4DModel
-
     rows = [("name", "d_input", "H", "P", "layers", "classes", "init", "discretization", "parameters")]
     for name, cfg in NAMED_CONFIGS.items():
         n = sum(a.size for a in S4DModel.create(cfg, 0).params.values())
         rows.append((name, cfg.d_input, cfg.H, cfg.P, cfg.n_layers, cfg.n_classes, cfg.init, cfg.discretization, n))
-    _print_table(rows)
+    print(text_table(rows))
     return 0
 
 
 def cmd_model(args) -> int:
-    from s4dconf.reference.config import get_config
-    from s4dconf.reference.model import S4DModel
-    from s4dconf.reference.modelfile import params_digest, save_model
-
     model = S4DModel.create(get_config(args.config), args.seed)
     save_model(model, args.out)
     print(f"wrote {args.out}: config {args.config}, seed {args.seed}, params_sha256 {params_digest(model)}")
@@ -59,13 +87,6 @@ def cmd_model(args) -> int:
 
 
 def cmd_quantize(args) -> int:
-    from s4dconf.fixedpoint.formats import FxpFormat, save_fxp
-    from s4dconf.reference.inputs import FAMILIES, make_input
-    from s4dconf.reference.modelfile import load_model
-    from s4dconf.reference.npzio import read_npz
-    from s4dconf.fixedpoint.quantize import quantize
-    from s4dconf.reference.validate import S4DInputError
-
     model = load_model(args.model)
     if args.calib == "default":
         calib, desc = None, None
@@ -89,8 +110,6 @@ def cmd_quantize(args) -> int:
 
 
 def cmd_golden(args) -> int:
-    from s4dconf.goldens import store as golden
-
     directory = Path(args.dir) if args.dir else golden.GOLDEN_DIR
     if args.action == "generate":
         t0 = time.perf_counter()
@@ -125,10 +144,6 @@ def run_conformance(backends, json_path: Path, extra=(), quiet=False) -> int:
 
 
 def cmd_check(args) -> int:
-    from s4dconf.backends import get_backend
-    from s4dconf.reports.conformance_summary import check_matrix_rows
-    from s4dconf.reports.tables import text_table
-
     for name in args.backend:
         get_backend(name)  # unknown names fail here with the list of known ones
     with tempfile.TemporaryDirectory() as tmp:
@@ -154,10 +169,7 @@ def cmd_check(args) -> int:
 def cmd_run(args) -> int:
     """The main job on the embedded default: goldens, conformance of every available backend, the accuracy table of
     the shipped models, the benchmark smoke set, the resource counts, the claims and the report."""
-    import dataclasses
 
-    from s4dconf.reports.claims import committed_benchmark_files
-    from s4dconf.training.accuracy import MODELS_DIR
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -189,16 +201,12 @@ def cmd_run(args) -> int:
                                      "no:cacheprovider"]))
 
     def resources():
-        from s4dconf.reports.resource_table import write_resources
-
         write_resources(out, models, args.dataset)
         return 0
 
     step(4, resources)
 
     def claims():
-        from s4dconf.reports.claims import evaluate
-
         files = [bench_json] + committed_benchmark_files()
         verdicts = evaluate(files, out / "accuracy" / "accuracy.json")
         (out / "claims.json").write_text(json.dumps([dataclasses.asdict(v) for v in verdicts], indent=1) + "\n")
@@ -209,8 +217,6 @@ def cmd_run(args) -> int:
     step(5, claims)
 
     def report():
-        from s4dconf.reports.report import build_report
-
         resources_md = out / "resources.md"
         html, md = build_report(
             out, conformance_json=out / "conformance.json", accuracy_json=out / "accuracy" / "accuracy.json",
@@ -229,14 +235,6 @@ def cmd_run(args) -> int:
 
 def cmd_data(args) -> int:
     """`data list`: every dataset, found (sizes, source) or where it looked; `data show NAME`: one split's numbers."""
-    import logging
-
-    import numpy as np
-
-    from s4dconf.reference.validate import S4DInputError
-    from s4dconf.training import datafiles
-    from s4dconf.training import datasets as ds
-
     # the one-time decode of an image archive takes seconds: say so on stderr while this command runs
     handler, level = logging.StreamHandler(sys.stderr), datafiles.log.level
     datafiles.log.addHandler(handler)
@@ -263,7 +261,7 @@ def cmd_data(args) -> int:
                     where = "not found; looked in " + ", ".join(map(str, looked))
                 length, d_input = ds.SHAPES[name]
                 rows.append((name, f"{length} x {d_input}", sizes.get("train", "-"), sizes.get("test", "-"), where))
-            _print_table(rows)
+            print(text_table(rows))
             print(f"data directories searched: {', '.join(map(str, dirs))} (--data-dir, else ${ds.ENV_VAR}, "
                   "else the defaults)")
             return 2 if failed else 0
@@ -277,7 +275,7 @@ def cmd_data(args) -> int:
         for key, value in got.meta.items():
             items = value.items() if isinstance(value, dict) else [("", value)]
             rows += [(f"{key} {k}".strip(), ", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in items]
-        _print_table(rows)
+        print(text_table(rows))
         return 0
     finally:
         datafiles.log.removeHandler(handler)
@@ -286,9 +284,6 @@ def cmd_data(args) -> int:
 
 def cmd_train(args) -> int:
     """Train a recipe's float model, then PTQ and QAFT (SPEC.md 18): writes <out-dir>/<recipe>-<stage>.npz."""
-    from s4dconf.backends.torch_backends import choose_device
-    from s4dconf.training.recipes import make_models
-
     overrides = {k: v for k, v in (("epochs", args.epochs), ("max_steps", args.max_steps), ("seed", args.seed))
                  if v is not None}
     log = make_models(args.recipe, args.out_dir, stages=args.stage, data_dir=args.data_dir,
@@ -303,12 +298,8 @@ def cmd_train(args) -> int:
 
 def cmd_eval(args) -> int:
     """The accuracy table: each model file x backend on the full test split (SPEC.md 18.4)."""
-    from s4dconf.training.accuracy import accuracy_table, write_table
-
     table = accuracy_table(args.dataset, Path(args.models), args.data_dir, args.limit, args.backend or None)
     if args.merge:
-        from s4dconf.training.accuracy import merge_tables
-
         table = merge_tables(json.loads(Path(args.merge).read_text()), table)
     j, m = write_table(table, args.out)
     print(Path(m).read_text())
@@ -318,16 +309,12 @@ def cmd_eval(args) -> int:
 
 def cmd_claims(args) -> int:
     """Every claim of reports/claims.toml with its verdict, computed from measured JSON only (SPEC.md 21)."""
-    import dataclasses
-
-    from s4dconf.reports.claims import default_benchmark_files, evaluate
-
     files = args.bench or default_benchmark_files()
     verdicts = evaluate(files, args.accuracy)
     rows = [("claim", "verdict", "note")]
     for v in verdicts:
         rows.append((v.id, v.verdict, (v.note or "")[:110]))
-    _print_table(rows)
+    print(text_table(rows))
     print(f"\nfrom {len(files)} benchmark file(s): {', '.join(Path(f).name for f in files) or 'none'}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -336,23 +323,25 @@ def cmd_claims(args) -> int:
     return 0
 
 
-def _print_table(rows) -> None:
-    rows = [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for j, r in enumerate(rows):
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-        if j == 0:
-            print("  ".join("-" * w for w in widths))
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="s4dconf", description=f"S4D conformance suite {s4dconf.__version__} "
-                                f"(SPEC.md version {s4dconf.SPEC_VERSION})")
+                                f"(SPEC.md version {s4dconf.SPEC_VERSION})", epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"s4dconf {s4dconf.__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("backends", help="list backends: name, availability with reason, version").set_defaults(
         func=cmd_backends)
     sub.add_parser("configs", help="list the named model configs").set_defaults(func=cmd_configs)
+    for add in (_add_model_commands, _add_check_commands, _add_data_commands, _add_eval_commands,
+                register_bench, register_report):
+        add(sub)
+    return p
+
+
+def _add_model_commands(sub) -> None:
+    """`model`, `quantize`, `golden`: model files and goldens."""
     m = sub.add_parser("model", help="write the float64 model file of a named config and seed")
     m.add_argument("--config", required=True)
     m.add_argument("--seed", type=int, default=0)
@@ -373,9 +362,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_quantize)
     g = sub.add_parser("golden", help="generate or verify the golden outputs")
     g.add_argument("action", choices=["generate", "verify"])
-    g.add_argument("--dir", default=None, help="golden directory (default: reference/golden)")
+    g.add_argument("--dir", default=None, help="golden directory (default: goldens/data)")
     g.add_argument("-v", "--verbose", action="store_true")
     g.set_defaults(func=cmd_golden)
+
+
+def _add_check_commands(sub) -> None:
+    """`check` and `run`: conformance and the main job."""
     c = sub.add_parser("check", help="run the conformance suite for backends; print the pass/fail matrix")
     c.add_argument("--backend", action="append", default=[], help="repeatable; default: every registered backend")
     c.add_argument("--json", default=None, help="write one record per case, metric and probe to this file")
@@ -388,6 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="datasets of the accuracy table (default: sdigits, the embedded one; add smnist with MNIST)")
     r.add_argument("--models", default=None, help="folder of the model files (default: the shipped models)")
     r.set_defaults(func=cmd_run)
+
+
+def _add_data_commands(sub) -> None:
+    """`data` and `train`: datasets and training."""
     d = sub.add_parser("data", help="training datasets: list them (found or where it looked), or show one split")
     dsub = d.add_subparsers(dest="action", required=True)
     dlist = dsub.add_parser("list", help="each dataset: found with train/test sizes and source, or where it looked")
@@ -398,8 +395,6 @@ def build_parser() -> argparse.ArgumentParser:
         dp.add_argument("--data-dir", default=None, help="data directory (default: $S4DCONF_DATA, else "
                         "<repository>/../shared/data); holds mnist/ and cifar10/")
     d.set_defaults(func=cmd_data)
-    from s4dconf.training.accuracy import MODELS_DIR
-
     t = sub.add_parser("train", help="train a recipe (float), quantise it (PTQ) and fine-tune it (QAFT)")
     t.add_argument("recipe", help="sdigits, smnist, psmnist, scifar, paper-smnist, paper-psmnist, paper-scifar")
     t.add_argument("--stage", nargs="+", default=["float", "ptq", "qaft"], choices=["float", "ptq", "qaft"])
@@ -412,6 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-dir", default=None)
     t.add_argument("-q", "--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
+
+
+def _add_eval_commands(sub) -> None:
+    """`eval` and `claims`: the accuracy table and the claims' verdicts."""
     e = sub.add_parser("eval", help="the accuracy table (JSON + Markdown): model files x backends, full test split")
     e.add_argument("--dataset", nargs="+", default=["sdigits"], help="datasets (default: sdigits)")
     e.add_argument("--models", default=str(MODELS_DIR), help="folder of <dataset>-<float|ptq|qaft>.npz")
@@ -428,18 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--accuracy", default=None, help="accuracy.json (default: reports/out/accuracy, else reports/accuracy)")
     cl.add_argument("--json", default=None, help="write the verdicts as JSON here")
     cl.set_defaults(func=cmd_claims)
-    from s4dconf.reports.compare import register as register_bench
-
-    register_bench(sub)
-    from s4dconf.reports.report import register as register_report
-
-    register_report(sub)
-    return p
-
 
 def main(argv=None) -> int:
-    from s4dconf.reference.validate import S4DInputError
-
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

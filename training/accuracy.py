@@ -146,7 +146,7 @@ def _summary(record: dict) -> dict:
     return {k: record[k] for k in keep if k in record}
 
 
-def to_markdown(table: dict) -> str:
+def table_markdown(table: dict) -> str:
     cols = table["columns"]
     lines = ["# Accuracy (measured)", "",
              "Each cell: accuracy on the full test split (unless the note says otherwise), argmax of the last-step "
@@ -183,5 +183,5 @@ def write_table(table: dict, out_dir: str | Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     j, m = out_dir / "accuracy.json", out_dir / "accuracy.md"
     j.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
-    m.write_text(to_markdown(table))
+    m.write_text(table_markdown(table))
     return j, m

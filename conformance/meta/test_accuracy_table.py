@@ -5,7 +5,7 @@ import copy
 import pytest
 
 from s4dconf.reference.validate import S4DInputError
-from s4dconf.training.accuracy import QUOTED, merge_tables, to_markdown
+from s4dconf.training.accuracy import QUOTED, merge_tables, table_markdown
 
 
 def _table(cells, sha="aa" * 32):
@@ -35,7 +35,7 @@ def test_merge_refuses_tables_of_different_model_files():
 
 
 def test_markdown_marks_unmeasured_cells_and_quotes():
-    text = to_markdown(_table({"reference": {"accuracy": 0.98, "n": 360, "seconds": 0.1, "note": ""},
+    text = table_markdown(_table({"reference": {"accuracy": 0.98, "n": 360, "seconds": 0.1, "note": ""},
                                "lava-float": NOT_AVAILABLE}))
     assert "98.00 %" in text and "n/m [1]" in text and "not available: lava-nc" in text
     assert "## Quoted from the paper (not measured here)" in text and "quoted)" in text

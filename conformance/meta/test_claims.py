@@ -7,7 +7,7 @@ import json
 import pytest
 
 from s4dconf.reference.validate import S4DInputError
-from s4dconf.reports.claims import CLAIMS_FILE, VERDICTS, evaluate, load_claims, to_markdown
+from s4dconf.reports.claims import CLAIMS_FILE, VERDICTS, evaluate, load_claims, verdicts_markdown
 
 
 def _bench(name, **info):
@@ -108,7 +108,7 @@ def test_accuracy_drop(tmp_path):
 
 
 def test_markdown_labels_quoted_and_measured(tmp_path):
-    text = to_markdown(evaluate([], None))
+    text = verdicts_markdown(evaluate([], None))
     assert "quoted (paper)" in text and "measured here" in text
 
 
