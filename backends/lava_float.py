@@ -1,13 +1,15 @@
 """Backend `lava-float`: the model as a Lava process graph with lava-nc's own floating-point S4d neurons
-(SPEC.md section 16), run on the CPU simulator (Loihi2SimCfg, tag floating_pt).
+(SPEC.md section 16.1), run on the CPU simulator (Loihi2SimCfg, tag floating_pt).
 
-Graph for a batch of N sequences (the batch is laid side by side: every weight is kron(I_N, W)):
+The graph is lava_graph's, for a batch of N sequences of L steps laid side by side (every weight kron(I_N, W)):
 
-    RingBuffer(u) -> Dense(W_enc) -> [ Sparse(fan-out) -> S4d -> Sparse(fan-in) -> Activation(ReLU)
-                  -> Dense(W_i) -> Activation(ReLU) ] x n_layers -> Dense(W_dec) -> RingBuffer sink
+    RingBuffer(u) (N d, L) -> Dense(W_enc) (N H) -> [ Sparse(fan-out) (N H P) -> S4d (N H P) -> Sparse(fan-in)
+                  (N H) [probe y_i] -> Activation(ReLU) -> Dense(W_i) -> Activation(ReLU) ] x n_layers
+                  -> Dense(W_dec) (N C) -> RingBuffer sink (N C, L)
 
 Each Dense and Sparse sends the previous step's sum (+1 step); S4d, Activation and RingBuffers add none.
-Declared delays: layer i's S4D output (read after the fan-in) 3 + 3i, logits 3 n_layers + 2.
+Declared delays (lava_graph.lava_delays): layer i's S4D output (read after the fan-in) 3 + 3i, logits
+3 n_layers + 2.
 """
 from __future__ import annotations
 
@@ -16,74 +18,47 @@ import numpy as np
 from s4dconf.reference.validate import S4DInputError, as_input_sequence
 
 from .base import BackendRun
+from .lava_graph import (ACTIVATED, GraphParts, GraphWeights, LavaGraph, batch_neurons, build_graph, lava_nc_connection,
+                         run_graph, sim_run_cfg, time_major)
 from .lava_runtime import LavaSimBackend, run_isolated
 
 MSG_BITS_FLOAT = 24  # graded spikes: Dense/Sparse pass values (num_message_bits > 0), not binary spikes
+FLOAT_TAG = "floating_pt"
 
 
-def fan_out(n: int, P: int) -> np.ndarray:
-    """(n P, n): channel h drives its P mode neurons, weight 1 (kron(I_n, ones(P, 1)))."""
-    return np.kron(np.eye(n), np.ones((P, 1)))
-
-
-def _float_job(model, u: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Build, run and read the float graph; runs inside the isolated child."""
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.dense.process import Dense
-    from lava.proc.io.sink import RingBuffer as Sink
-    from lava.proc.io.source import RingBuffer as Source
+def float_graph(model, u: np.ndarray) -> LavaGraph:
+    """The float graph of model for inputs u (N, L, d_in) float64 (needs lava-nc)."""
     from lava.proc.s4d.process import S4d
-    from lava.proc.sparse.process import Sparse
-    from scipy.sparse import csr_matrix
 
     from .lava_procs.process import Activation
 
     cfg = model.config
-    N, T, d = u.shape
-    H, P = cfg.H, cfg.P
-    eye = np.eye(N)
-    src = Source(  # (N d, T): the last axis is time
-        data=np.ascontiguousarray(u.transpose(0, 2, 1).reshape(N * d, T)))
-    enc = Dense(weights=np.kron(eye, model.params["encoder.W"]), num_message_bits=MSG_BITS_FLOAT)
-    src.s_out.connect(enc.s_in)
-    out, probes = enc.a_out, []
+    N = u.shape[0]
     relu = cfg.activation == "relu"
-    for layer in model.layers:
-        fo = Sparse(weights=csr_matrix(fan_out(N * H, P)), num_message_bits=MSG_BITS_FLOAT)
-        s4 = S4d(shape=(N * H * P,), a=np.tile(layer.Abar.ravel(), N), b=np.tile(layer.Bbar.ravel(), N),
-                 c=np.tile(layer.C.ravel(), N))
-        fi = Sparse(weights=csr_matrix(fan_out(N * H, P).T), num_message_bits=MSG_BITS_FLOAT)
-        probe = Sink(shape=(N * H,), buffer=T)
-        act1 = Activation(shape=(N * H,), relu=relu)
-        mix = Dense(weights=np.kron(eye, layer.W), num_message_bits=MSG_BITS_FLOAT)
-        act2 = Activation(shape=(N * H,), relu=relu)
-        out.connect(fo.s_in)
-        fo.a_out.connect(s4.a_in)
-        s4.s_out.connect(fi.s_in)
-        fi.a_out.connect(probe.a_in)
-        fi.a_out.connect(act1.a_in)
-        act1.s_out.connect(mix.s_in)
-        mix.a_out.connect(act2.a_in)
-        out = act2.s_out
-        probes.append(probe)
-    dec = Dense(weights=np.kron(eye, model.params["decoder.W"]), num_message_bits=MSG_BITS_FLOAT)
-    sink = Sink(shape=(N * cfg.n_classes,), buffer=T)
-    out.connect(dec.s_in)
-    dec.a_out.connect(sink.a_in)
-    try:
-        sink.run(condition=RunSteps(num_steps=T), run_cfg=Loihi2SimCfg(select_tag="floating_pt"))
-        logits = sink.data.get().reshape(N, cfg.n_classes, T).transpose(0, 2, 1)
-        ys = [p.data.get().reshape(N, H, T).transpose(0, 2, 1) for p in probes]
-    finally:
-        sink.stop()
+
+    def s4d(site):  # lava-nc's S4d: update, then output 2 Re(c x)
+        layer = model.layers[site.layer]
+        return S4d(shape=(site.size,), a=batch_neurons(layer.Abar, N), b=batch_neurons(layer.Bbar, N),
+                   c=batch_neurons(layer.C, N))
+
+    def neuron(site):  # ReLU (or identity) around the mixing layer; the encoder and decoder have none
+        return Activation(shape=(site.size,), relu=relu) if site.name in ACTIVATED else None
+
+    parts = GraphParts(connection=lava_nc_connection(MSG_BITS_FLOAT), s4d=s4d, neuron=neuron,
+                       run_cfg=sim_run_cfg(FLOAT_TAG))
+    return build_graph(time_major(u), GraphWeights.of(model.params, cfg.n_layers, N, cfg.P), parts)
+
+
+def _float_job(model, u: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Build, run and read the float graph; runs inside the isolated child."""
+    logits, ys, _ = run_graph(float_graph(model, u))
     return logits, ys
 
 
 class LavaFloatBackend(LavaSimBackend):
     name = "lava-float"
     numeric_class = "float64"
-    tag = "floating_pt"
+    tag = FLOAT_TAG
 
     def prepare(self, model):
         from s4dconf.reference.model import S4DModel

@@ -2,16 +2,18 @@
 Processes with `fixed_pt` ProcessModels (backends/lava_procs/), run on the CPU simulator (Loihi2SimCfg, tag
 fixed_pt). SPEC.md 16.2.
 
-Graph for a batch of N sequences (laid side by side: every weight is kron(I_N, W)):
+The graph is lava_graph's, for a batch of N sequences laid side by side (every weight kron(I_N, W)), of
+T = L' + (max delay) steps, with every neuron place filled (saturation names of SPEC.md 14.4 in quotes):
 
-    RingBuffer(u_q) -> conn(W_enc) -> neuron(s_enc)                                   "encoder"
-      -> [ conn(fan-out) -> S4D neurons -> conn(fan-in) [probe y_i]                   "layer<i>.state/.message"
-           -> neuron(0, ReLU) -> conn(W_i) -> neuron(s_i, ReLU) ] x n_layers          "layer<i>.relu/.block"
-      -> conn(W_dec) -> neuron(s_dec) -> RingBuffer sink                              "decoder"
+    RingBuffer(u_q) (N d, T) -> conn(W_enc) -> neuron(s_enc) (N H)                          "encoder"
+      -> [ conn(fan-out) -> S4D neurons (N H P) -> conn(fan-in) (N H) [IntSink y_i]        "layer<i>.state/.message"
+           -> neuron(0, ReLU) -> conn(W_i) -> neuron(s_i, ReLU) (N H) ] x n_layers         "layer<i>.relu/.block"
+      -> conn(W_dec) -> neuron(s_dec) (N C) -> RingBuffer sink (N C, T)                     "decoder"
 
 conn = FxpConnection (sends the previous step's int64 accumulation: +1 step each, like Lava's Dense/Sparse);
 neuron = FxpNeuron (sat_M(act(R(a, s))), zero delay); S4D neurons = FxpS4dNeurons (update, then output; zero
-delay). So the delays are those of lava-float: layer i's y at 3 + 3i, logits at 3 n_layers + 2.
+delay). So the delays are those of lava-float (lava_graph.lava_delays): layer i's y at 3 + 3i, logits at
+3 n_layers + 2.
 
 Inputs are quantised on the host (14.3 step 1, `fixed_point_literal.quantize_input`, counted as "input").
 Saturation counts: a process at pipeline depth d processes input step k at time step k + d. The job runs the
@@ -24,17 +26,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from s4dconf.fixedpoint.engine import FxpRun
 from s4dconf.fixedpoint.formats import FxpModel
 from s4dconf.fixedpoint.literal import quantize_input
 from s4dconf.reference.validate import S4DInputError, as_input_sequence
 
 from .base import BackendRun
-from .lava_runtime import LavaSimBackend, lava_delays, run_isolated
-from s4dconf.fixedpoint.engine import FxpRun
-
+from .lava_graph import (ACTIVATED, GraphParts, GraphWeights, LavaGraph, batch_neurons, build_graph, lava_delays,
+                         run_graph, sim_run_cfg, time_major)
+from .lava_runtime import LavaSimBackend, run_isolated
 from .numpy_fxp import NumpyFxpBackend
 
 LAVA_MSG_BITS = 24  # Loihi 2 graded spikes carry 24 bits
+FXP_TAG = "fixed_pt"
 
 
 def saturation_names(n_layers: int) -> list[str]:
@@ -45,86 +49,60 @@ def saturation_names(n_layers: int) -> list[str]:
     return names
 
 
+def fxp_graph(m: FxpModel, u_q: np.ndarray, counters: list) -> LavaGraph:
+    """The fixed-point graph of m for quantised inputs u_q: int64 (N, L, d_in), run for L + (max delay) steps
+    (needs lava-nc). Appends (saturation name, Var) of every counting process to counters."""
+    from .lava_procs.process import FxpConnection, FxpNeuron, FxpS4dNeurons, IntSink
+
+    cfg, fmt, a = m.config, m.fmt, m.arrays
+    N, L, _ = u_q.shape
+    M, rnd, relu = fmt.msg_bits, fmt.rounding, cfg.activation == "relu"
+    shifts = {"encoder": m.shift_encoder, "relu": 0, "decoder": m.shift_decoder}
+
+    def window(site) -> tuple[int, int]:  # the time steps at which the process sees the L input steps
+        return site.depth, site.depth + L
+
+    def neuron(site) -> FxpNeuron:
+        shift = m.shift_mixer(site.layer) if site.name == "block" else shifts[site.name]
+        h = FxpNeuron(shape=(site.size,), shift=shift, relu=relu and site.name in ACTIVATED, msg_bits=M,
+                      rounding=rnd, count_steps=window(site))
+        counters.append((site.label, h.saturations))
+        return h
+
+    def s4d(site) -> FxpS4dNeurons:
+        arrays = {"a": "Abar", "b": "Bbar", "c": "C"}  # a_re = the batched layer<i>.Abar_re, ...
+        coefs = {f"{x}_{part}": batch_neurons(a[f"layer{site.layer}.{name}_{part}"], N)
+                 for x, name in arrays.items() for part in ("re", "im")}
+        s4 = FxpS4dNeurons(shape=(site.size,), **coefs, frac_bits=fmt.frac_bits, state_bits=fmt.state_bits,
+                           msg_bits=M, rounding=rnd, count_steps=window(site))
+        counters.extend([(f"layer{site.layer}.state", s4.state_saturations),
+                         (f"layer{site.layer}.message", s4.message_saturations)])
+        return s4
+
+    parts = GraphParts(connection=lambda site, W: FxpConnection(weights=W), s4d=s4d, neuron=neuron,
+                       run_cfg=sim_run_cfg(FXP_TAG), probe=lambda size, steps: IntSink(shape=(size,), buffer=steps))
+    # |u_q| <= 2^23 fits the source; the logits sink is lava-nc's fixed_pt RingBuffer (int32): |logits| <= 2^23
+    data = time_major(u_q, L + lava_delays(cfg.n_layers).max)  # every process sees all L input steps
+    return build_graph(data, GraphWeights.of(a, cfg.n_layers, N, cfg.P, sparse=True), parts)
+
+
 def _fxp_job(m: FxpModel, u_q: np.ndarray):
     """Build, run and read the fixed-point graph; runs inside the isolated child.
 
     u_q: int64 (N, L, d_in) quantised inputs. Returns int64 step logits (N, L, classes), per-layer y (N, L, H)
     and the saturation counts of every name but "input".
     """
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.io.sink import RingBuffer as Sink
-    from lava.proc.io.source import RingBuffer as Source
-    from scipy import sparse
+    counters: list = []
+    graph = fxp_graph(m, u_q, counters)
+    L = u_q.shape[1]
+    # Var.get() carries values as float64: exact for these integers (|y| <= P 2^23, counts < 2^53)
+    logits, ys, sats = run_graph(graph, lambda: {name: int(_ints(var.get()).sum()) for name, var in counters})
+    return _first_steps(logits, L), [_first_steps(y, L) for y in ys], sats
 
-    from .lava_procs.process import FxpConnection, FxpNeuron, FxpS4dNeurons, IntSink
 
-    cfg, fmt, a = m.config, m.fmt, m.arrays
-    N, L, d = u_q.shape
-    H, P, C, n = cfg.H, cfg.P, cfg.n_classes, cfg.n_layers
-    T = L + lava_delays(n).max  # every process sees all L input steps
-    M, rnd, relu = fmt.msg_bits, fmt.rounding, cfg.activation == "relu"
-
-    def window(depth: int) -> tuple[int, int]:  # the time steps at which a process at this depth sees the input
-        return depth, depth + L
-
-    def conn(W) -> FxpConnection:  # kron(I_N, W): the N sequences side by side
-        return FxpConnection(weights=sparse.kron(sparse.identity(N, dtype=np.int64), sparse.csr_matrix(W),
-                                                 format="csr"))
-
-    def neuron(shape, shift, act, depth) -> FxpNeuron:
-        return FxpNeuron(shape=shape, shift=shift, relu=act, msg_bits=M, rounding=rnd, count_steps=window(depth))
-
-    data = np.zeros((N * d, T), dtype=np.int64)  # (N d, T): the last axis is time; |u_q| <= 2^23 fits int32
-    data[:, :L] = u_q.transpose(0, 2, 1).reshape(N * d, L)
-    src = Source(data=data)
-    enc = conn(a["encoder.W"])
-    h = neuron((N * H,), m.shift_encoder, False, 1)
-    src.s_out.connect(enc.s_in)
-    enc.a_out.connect(h.a_in)
-    out = h.s_out
-    counters = [("encoder", h.saturations)]
-    probes = []
-    ones = np.ones((P, 1), dtype=np.int64)
-    for i in range(n):
-        depth = 2 + 3 * i  # of the S4D neurons
-        fo = conn(np.kron(np.eye(H, dtype=np.int64), ones))  # channel h drives its P mode neurons
-        tile = lambda k: np.tile(a[f"layer{i}.{k}"].ravel(), N)  # noqa: E731  (n H P,) in the fan-out's order
-        s4 = FxpS4dNeurons(shape=(N * H * P,), a_re=tile("Abar_re"), a_im=tile("Abar_im"), b_re=tile("Bbar_re"),
-                           b_im=tile("Bbar_im"), c_re=tile("C_re"), c_im=tile("C_im"), frac_bits=fmt.frac_bits,
-                           state_bits=fmt.state_bits, msg_bits=M, rounding=rnd, count_steps=window(depth))
-        fi = conn(np.kron(np.eye(H, dtype=np.int64), ones.T))  # y_i = sum of the P messages of a channel
-        probe = IntSink(shape=(N * H,), buffer=T)
-        act1 = neuron((N * H,), 0, relu, depth + 1)
-        mix = conn(a[f"layer{i}.W"])
-        act2 = neuron((N * H,), m.shift_mixer(i), relu, depth + 2)
-        out.connect(fo.s_in)
-        fo.a_out.connect(s4.a_in)
-        s4.s_out.connect(fi.s_in)
-        fi.a_out.connect(probe.a_in)
-        fi.a_out.connect(act1.a_in)
-        act1.s_out.connect(mix.s_in)
-        mix.a_out.connect(act2.a_in)
-        out = act2.s_out
-        probes.append(probe)
-        counters += [(f"layer{i}.state", s4.state_saturations), (f"layer{i}.message", s4.message_saturations),
-                     (f"layer{i}.relu", act1.saturations), (f"layer{i}.block", act2.saturations)]
-    dec = conn(a["decoder.W"])
-    lg = neuron((N * C,), m.shift_decoder, False, 3 * n + 2)
-    sink = Sink(shape=(N * C,), buffer=T)  # lava-nc's fixed_pt RingBuffer: int32, |logits| <= 2^23 fits
-    out.connect(dec.s_in)
-    dec.a_out.connect(lg.a_in)
-    lg.s_out.connect(sink.a_in)
-    counters.append(("decoder", lg.saturations))
-    try:
-        sink.run(condition=RunSteps(num_steps=T), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-        # Var.get() carries values as float64: exact for these integers (|y| <= P 2^23, counts < 2^53)
-        logits = _ints(sink.data.get()).reshape(N, C, T).transpose(0, 2, 1)[:, :L]
-        ys = [_ints(p.data.get()).reshape(N, H, T).transpose(0, 2, 1)[:, :L] for p in probes]
-        sats = {name: int(_ints(var.get()).sum()) for name, var in counters}
-    finally:
-        sink.stop()
-    return np.ascontiguousarray(logits), [np.ascontiguousarray(y) for y in ys], sats
+def _first_steps(a: np.ndarray, L: int) -> np.ndarray:
+    """(N, T, k) read back -> int64 (N, L, k): the time steps of the L input steps."""
+    return np.ascontiguousarray(_ints(a)[:, :L])
 
 
 def _ints(a) -> np.ndarray:
@@ -138,7 +116,7 @@ def _ints(a) -> np.ndarray:
 class LavaFxpBackend(LavaSimBackend):
     name = "lava-fxp"
     numeric_class = "fixed-point"
-    tag = "fixed_pt"
+    tag = FXP_TAG
 
     @staticmethod
     def _check_graph(cfg) -> None:

@@ -14,6 +14,7 @@ import traceback
 from s4dconf.reference.validate import S4DInputError
 
 from .base import Availability, Backend, BackendInfo, Delays
+from .lava_graph import lava_delays
 
 LAVA_VERSION = "0.10"  # the lava-nc release line this code is written and tested against
 DEFAULT_TIMEOUT_S = 600.0
@@ -98,11 +99,6 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def lava_delays(n_layers: int) -> Delays:
-    """Delays of the Lava graph (SPEC.md 16.1): +1 per Dense/Sparse-like connection, 0 per neuron."""
-    return Delays(layers=tuple(3 + 3 * i for i in range(n_layers)), logits=3 * n_layers + 2)
-
-
 class LavaSimBackend(Backend):
     """What the Lava simulator backends share: availability, per-model delays, metadata, the run timeout."""
 
@@ -122,4 +118,5 @@ class LavaSimBackend(Backend):
                            device="cpu (Lava simulator)", paths=("lava",), streaming=False, exposes_state=False)
 
     def delays(self, handle) -> Delays:
+        """The graph's delays (lava_graph.lava_delays): the same for every backend built by lava_graph."""
         return lava_delays(handle.config.n_layers)

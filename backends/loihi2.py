@@ -18,8 +18,9 @@ from s4dconf.fixedpoint.formats import FxpModel
 from s4dconf.reference.validate import S4DInputError
 
 from .base import Availability, Backend, BackendInfo, BackendRun
-from .lava_float import fan_out
-from .lava_runtime import DEFAULT_TIMEOUT_S, lava_availability, lava_delays, run_isolated
+from .lava_graph import (GraphParts, GraphWeights, LavaGraph, batch_neurons, batched, build_graph, fan_out,
+                         lava_delays, lava_nc_connection, run_graph, time_major)
+from .lava_runtime import DEFAULT_TIMEOUT_S, lava_availability, run_isolated
 
 LAVA_LOIHI_COMPILER = "lava.magma.compiler.subcompilers.nc.ncproc_compiler"
 NXCORE = "nxcore"
@@ -98,78 +99,62 @@ def chip_parameters(m: FxpModel, batch: int = 1) -> dict:
                             f"{LOIHI2_WEIGHT_BITS}-bit")
     if cfg.use_D:
         raise S4DInputError("loihi2: the chip graph has no D path; use a config with use_D = false")
-    eye = np.eye(batch, dtype=np.int64)
     a = m.arrays
     params = {
-        "encoder": {"weights": np.kron(eye, a["encoder.W"]), "weight_exp": -m.shift_encoder},
-        "decoder": {"weights": np.kron(eye, a["decoder.W"]), "weight_exp": -m.shift_decoder},
+        "encoder": {"weights": batched(a["encoder.W"], batch), "weight_exp": -m.shift_encoder},
+        "decoder": {"weights": batched(a["decoder.W"], batch), "weight_exp": -m.shift_decoder},
         "layers": [],
         "msg_bits": fmt.msg_bits,
         "inp_exp": m.inp_exp,
         "out_exp": m.out_exp,
     }
     for i in range(cfg.n_layers):
-        cplx = lambda k: np.tile((a[f"layer{i}.{k}_re"] + 1j * a[f"layer{i}.{k}_im"]).ravel(), batch)  # noqa: E731
+        cplx = lambda k: batch_neurons(a[f"layer{i}.{k}_re"] + 1j * a[f"layer{i}.{k}_im"], batch)  # noqa: E731
         params["layers"].append({
-            "fan_out": fan_out(batch * cfg.H, cfg.P).astype(np.int64),
+            "fan_out": fan_out(batch * cfg.H, cfg.P, np.int64),
             "a": cplx("Abar"), "b": cplx("Bbar"), "c": cplx("C"),
             "s4_exp": fmt.frac_bits, "inp_exp": m.act_exp[i],
-            "mixer": {"weights": np.kron(eye, a[f"layer{i}.W"]), "weight_exp": -m.shift_mixer(i)},
+            "mixer": {"weights": batched(a[f"layer{i}.W"], batch), "weight_exp": -m.shift_mixer(i)},
         })
     return params
 
 
-def build_chip_graph(m: FxpModel, u_q: np.ndarray):
-    """The Lava process graph for the chip (needs lava-nc; its chip models come from lava-loihi).
-    u_q: int (N, T, d_in). Returns (source, sink, per-layer probes)."""
-    from lava.proc.dense.process import Dense
-    from lava.proc.io.sink import RingBuffer as Sink
-    from lava.proc.io.source import RingBuffer as Source
-    from lava.proc.s4d.process import S4d
-    from lava.proc.sparse.process import Sparse
-    from scipy.sparse import csr_matrix
+def build_chip_graph(m: FxpModel, u_q: np.ndarray) -> LavaGraph:
+    """lava_graph's graph for the chip (needs lava-nc; its chip models come from lava-loihi), with the integers of
+    chip_parameters(m, N). u_q: int (N, T, d_in), sent as int32.
 
-    N, T, d = u_q.shape
+        RingBuffer(u_q) (N d, T) -> Dense(W_enc, weight_exp -s_enc) (N H)
+          -> [ Sparse(fan-out) (N H P) -> S4d(a, b, c, s4_exp, inp_exp) (N H P) -> Sparse(fan-in) (N H) [probe y_i]
+               -> Dense(W_i, weight_exp -s_i) (N H) ] x n_layers
+          -> Dense(W_dec, weight_exp -s_dec) (N C) -> RingBuffer sink (N C, T)
+
+    Every connection sends graded spikes of msg_bits; no neurons besides the S4d: the rectification and the
+    saturation are the chip neuron models' (lava-loihi's S4D/Sigma models). Delays as every lava_graph graph:
+    y_i at 3 + 3i, logits at 3 n_layers + 2."""
+    from lava.magma.core.run_configs import Loihi2HwCfg
+    from lava.proc.s4d.process import S4d
+
+    N = u_q.shape[0]
     p = chip_parameters(m, N)
-    bits = p["msg_bits"]
-    src = Source(data=np.ascontiguousarray(u_q.transpose(0, 2, 1).reshape(N * d, T)).astype(np.int32))
-    enc = Dense(weights=p["encoder"]["weights"], weight_exp=p["encoder"]["weight_exp"], num_message_bits=bits)
-    src.s_out.connect(enc.s_in)
-    out, probes = enc.a_out, []
-    for layer in p["layers"]:
-        fo = Sparse(weights=csr_matrix(layer["fan_out"]), num_message_bits=bits)
-        s4 = S4d(shape=(layer["a"].size,), a=layer["a"], b=layer["b"], c=layer["c"],
-                 s4_exp=layer["s4_exp"], inp_exp=layer["inp_exp"])
-        fi = Sparse(weights=csr_matrix(layer["fan_out"].T), num_message_bits=bits)
-        mix = Dense(weights=layer["mixer"]["weights"], weight_exp=layer["mixer"]["weight_exp"],
-                    num_message_bits=bits)
-        probe = Sink(shape=(fi.a_out.shape[0],), buffer=T)
-        out.connect(fo.s_in)
-        fo.a_out.connect(s4.a_in)
-        s4.s_out.connect(fi.s_in)
-        fi.a_out.connect(probe.a_in)
-        fi.a_out.connect(mix.s_in)  # the ReLU is the chip neuron's activation in lava-loihi's S4D/Sigma models
-        out = mix.a_out
-        probes.append(probe)
-    dec = Dense(weights=p["decoder"]["weights"], weight_exp=p["decoder"]["weight_exp"], num_message_bits=bits)
-    sink = Sink(shape=(dec.a_out.shape[0],), buffer=T)
-    out.connect(dec.s_in)
-    dec.a_out.connect(sink.a_in)
-    return src, sink, probes
+    layers = p["layers"]
+
+    def s4d(site):
+        layer = layers[site.layer]
+        return S4d(shape=(site.size,), a=layer["a"], b=layer["b"], c=layer["c"], s4_exp=layer["s4_exp"],
+                   inp_exp=layer["inp_exp"])
+
+    def weight_exp(site) -> int:  # Dense places only: encoder, mixer, decoder
+        return (layers[site.layer]["mixer"] if site.name == "mixer" else p[site.name])["weight_exp"]
+
+    weights = GraphWeights(batch=N, encoder=p["encoder"]["weights"], fan_out=layers[0]["fan_out"],
+                           mixers=tuple(layer["mixer"]["weights"] for layer in layers),
+                           decoder=p["decoder"]["weights"])
+    parts = GraphParts(connection=lava_nc_connection(p["msg_bits"], weight_exp), s4d=s4d, run_cfg=Loihi2HwCfg)
+    return build_graph(time_major(u_q, dtype=np.int32), weights, parts)
 
 
 def _chip_job(m: FxpModel, u_q: np.ndarray):  # pragma: no cover - needs a Loihi 2 system
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2HwCfg
-
-    N, T, _ = u_q.shape
-    _, sink, probes = build_chip_graph(m, u_q)
-    try:
-        sink.run(condition=RunSteps(num_steps=T), run_cfg=Loihi2HwCfg())
-        logits = sink.data.get().reshape(N, m.config.n_classes, T).transpose(0, 2, 1)
-        ys = [pr.data.get().reshape(N, m.config.H, T).transpose(0, 2, 1) for pr in probes]
-    finally:
-        sink.stop()
+    logits, ys, _ = run_graph(build_chip_graph(m, u_q))
     return logits, ys
 
 

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from s4dconf.reference.config import ModelConfig
-from s4dconf.reference.npzio import read_npz, read_str, write_npz
+from s4dconf.reference.modelfile import MODEL_SCHEMA, model_from_arrays, record_from_arrays
+from s4dconf.reference.npzio import check_schema, read_npz, read_npz_bytes, read_str, write_npz
 from s4dconf.reference.validate import S4DInputError
 
 FXP_SCHEMA = "s4dconf-model-fixed-point/1"
@@ -216,11 +217,42 @@ def save_fxp(m: FxpModel, path: str | Path) -> None:
 
 
 def load_fxp(path: str | Path) -> FxpModel:
-    arrays = read_npz(path, "fixed-point model file")
-    schema = read_str(arrays, "__schema__", path, "fixed-point model file")
-    if schema != FXP_SCHEMA:
-        hint = " (a float64 model file: quantise it first with `s4dconf quantize`)" if "float64" in schema else ""
-        raise S4DInputError(f"model file {path} has schema {schema!r}, a fixed-point backend needs {FXP_SCHEMA!r}{hint}")
+    """Load and validate a fixed-point model file; every failure names the file and the problem."""
+    return fxp_from_arrays(read_npz(path, "fixed-point model file"), path)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFile:
+    """A model file read once: the model (S4DModel or FxpModel), the file's sha256 and its record."""
+
+    path: Path
+    model: object
+    sha256: str
+    record: dict
+    schema: str
+
+
+def read_model_file(path: str | Path) -> ModelFile:
+    """Either kind of model file (float64 or fixed point, by its schema), its bytes read once."""
+    path = Path(path)
+    if not path.is_file():
+        raise S4DInputError(f"model file not found: {path}")
+    data = path.read_bytes()
+    arrays = read_npz_bytes(data, path, "model file")
+    schema = read_str(arrays, "__schema__", path, "model file")
+    if schema == FXP_SCHEMA:
+        model = fxp_from_arrays(arrays, path)
+    elif schema == MODEL_SCHEMA:
+        model = model_from_arrays(arrays, path)
+    else:
+        raise S4DInputError(f"model file {path} has unknown schema {schema!r}; known: {MODEL_SCHEMA}, {FXP_SCHEMA}")
+    return ModelFile(path, model, hashlib.sha256(data).hexdigest(), record_from_arrays(arrays, path), schema)
+
+
+def fxp_from_arrays(arrays: dict, path) -> FxpModel:
+    """The validated FxpModel of a fixed-point model file's arrays; `path` names the file in errors."""
+    check_schema(arrays, path, "fixed-point model file", FXP_SCHEMA,
+                 {"float64": "a float64 model file: quantise it first with `s4dconf quantize`"})
     try:
         cfg = ModelConfig.from_json(read_str(arrays, "__config__", path, "fixed-point model file"))
         fmt_d = json.loads(read_str(arrays, "__format__", path, "fixed-point model file"))

@@ -7,7 +7,7 @@ import numbers
 
 from .init import INITS
 from .s4d import DISCRETIZATIONS
-from .validate import S4DInputError
+from .validate import S4DInputError, json_object
 
 ACTIVATIONS = ("relu", "identity")
 READOUTS = ("last", "mean")
@@ -72,12 +72,7 @@ class ModelConfig:
 
     @classmethod
     def from_json(cls, text: str) -> "ModelConfig":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise S4DInputError(f"config JSON is not valid JSON: {e}") from None
-        if not isinstance(data, dict):
-            raise S4DInputError(f"config JSON must be an object, got {type(data).__name__}")
+        data = json_object(text, "config JSON")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

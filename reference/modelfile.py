@@ -9,7 +9,7 @@ import numpy as np
 
 from .config import ModelConfig
 from .model import S4DModel, param_shapes
-from .npzio import read_npz, read_str, write_npz
+from .npzio import check_schema, read_npz, read_str, write_npz
 from .validate import S4DInputError
 
 MODEL_SCHEMA = "s4dconf-model-float64/1"
@@ -27,7 +27,11 @@ def save_model(model: S4DModel, path: str | Path, record: dict | None = None) ->
 
 def load_record(path: str | Path) -> dict:
     """The "__record__" of a model file (float64 or fixed-point), {} when it has none."""
-    arrays = read_npz(path, "model file")
+    return record_from_arrays(read_npz(path, "model file"), path)
+
+
+def record_from_arrays(arrays: dict, path) -> dict:
+    """The record of a model file's arrays ("__record__", or a fixed-point file's "__provenance__"), {} if none."""
     for key in ("__record__", "__provenance__"):
         if key in arrays:
             try:
@@ -39,11 +43,12 @@ def load_record(path: str | Path) -> dict:
 
 def load_model(path: str | Path) -> S4DModel:
     """Load and validate a float64 model file; every failure names the file and the problem."""
-    arrays = read_npz(path, "model file")
-    schema = read_str(arrays, "__schema__", path, "model file")
-    if schema != MODEL_SCHEMA:
-        hint = " (a fixed-point model file: give it to a fixed-point backend)" if "fixed" in schema else ""
-        raise S4DInputError(f"model file {path} has schema {schema!r}, this reader needs {MODEL_SCHEMA!r}{hint}")
+    return model_from_arrays(read_npz(path, "model file"), path)
+
+
+def model_from_arrays(arrays: dict, path) -> S4DModel:
+    """The validated S4DModel of a float64 model file's arrays; `path` names the file in errors."""
+    check_schema(arrays, path, "model file", MODEL_SCHEMA, {"fixed": "a fixed-point model file: give it to a fixed-point backend"})
     try:
         cfg = ModelConfig.from_json(read_str(arrays, "__config__", path, "model file"))
     except S4DInputError as e:

@@ -42,11 +42,19 @@ def read_npz(path: str | Path, what: str = "file") -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise S4DInputError(f"{what} not found: {path}")
+    return read_npz_bytes(path.read_bytes(), path, what)
+
+
+def read_npz_bytes(data: bytes, path, what: str = "file") -> dict[str, np.ndarray]:
+    """read_npz of a file's bytes already in memory (so that one read serves its hash and its arrays); `path`
+    names it in errors."""
+    buf = io.BytesIO(data)
     # np.load takes any non-zip file for a .npy or a pickle: refuse it here, with the right reason
-    if not zipfile.is_zipfile(path):
+    if not zipfile.is_zipfile(buf):
         raise S4DInputError(f"{what} {path} is not a .npz archive (not a zip file)")
+    buf.seek(0)
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with np.load(buf, allow_pickle=False) as data:
             out = {}
             for k in data.files:
                 try:
@@ -73,6 +81,15 @@ def read_str(arrays: dict, key: str, path, what: str) -> str:
     if a.dtype.kind != "U" or a.ndim != 0:
         raise S4DInputError(f"{what} {path}: entry {key!r} must be a string, got dtype {a.dtype} shape {a.shape}")
     return str(a)
+
+
+def check_schema(arrays: dict, path, what: str, expected: str, hints: dict[str, str] | None = None) -> None:
+    """The file's "__schema__" tag must be `expected`; the error names the file and both tags, plus the hint of
+    `hints` (schema substring -> advice) that matches the tag found."""
+    schema = read_str(arrays, "__schema__", path, what)
+    if schema != expected:
+        hint = next((f" ({h})" for sub, h in (hints or {}).items() if sub in schema), "")
+        raise S4DInputError(f"model file {path} has schema {schema!r}, this reader needs {expected!r}{hint}")
 
 
 def sha256_file(path: str | Path) -> str:

@@ -1,6 +1,8 @@
 """Input checks shared by the reference, the model files and the harness: every message says what, where, what to do."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 
@@ -48,3 +50,14 @@ def as_input_sequence(u, d_input: int, name: str = "input") -> np.ndarray:
     u = u.astype(np.float64)
     check_finite(name, u)
     return u
+
+
+def json_object(text: str, what: str) -> dict:
+    """Parse JSON text that must be one object; S4DInputError naming `what` otherwise."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise S4DInputError(f"{what} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise S4DInputError(f"{what} must be a JSON object, got {type(data).__name__}")
+    return data

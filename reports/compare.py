@@ -33,7 +33,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from s4dconf.reference.validate import S4DInputError
+from s4dconf.reference.validate import S4DInputError, json_object
 
 REQUIRED_KEYS = ("machine_info", "commit_info", "benchmarks", "datetime", "version")
 MACHINE_FIELDS = ("node", "machine", "processor", "system", "release")
@@ -71,12 +71,7 @@ def load_run(path) -> BenchRun:
     text = p.read_text(encoding="utf-8", errors="replace")
     if not text.strip():
         raise S4DInputError(f"benchmark file {p} is empty (a run with --benchmark-disable leaves it empty)")
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise S4DInputError(f"benchmark file {p} is not JSON: {e}") from None
-    if not isinstance(doc, dict):
-        raise S4DInputError(f"{p} is not a pytest-benchmark file: top level is a {type(doc).__name__}, not an object")
+    doc = json_object(text, f"benchmark file {p}")
     missing = [k for k in REQUIRED_KEYS if k not in doc]
     if missing:
         raise S4DInputError(f"{p} is not a pytest-benchmark file: missing key(s) {', '.join(missing)}")

@@ -16,9 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from s4dconf.fixedpoint.formats import FXP_SCHEMA, load_fxp
-from s4dconf.reference.modelfile import MODEL_SCHEMA, load_model, load_record
-from s4dconf.reference.npzio import read_npz, read_str, sha256_file
+from s4dconf.fixedpoint.formats import read_model_file
 from s4dconf.reference.validate import S4DInputError
 
 from .datasets import load_dataset
@@ -41,25 +39,15 @@ def shipped_model(dataset: str, kind: str) -> Path:
     return MODELS_DIR / f"{dataset}-{kind}.npz"
 
 
-def load_any(path: str | Path):
-    """A float64 (S4DModel) or fixed-point (FxpModel) model file, by its schema."""
-    schema = read_str(read_npz(path, "model file"), "__schema__", path, "model file")
-    if schema == MODEL_SCHEMA:
-        return load_model(path)
-    if schema == FXP_SCHEMA:
-        return load_fxp(path)
-    raise S4DInputError(f"model file {path} has unknown schema {schema!r}")
-
-
 @dataclasses.dataclass
-class Cell:
+class AccuracyCell:
     accuracy: float | None
     n: int
     seconds: float | None = None
     note: str = ""  # why not measured, or what subset
 
 
-def measure(backend, model, ds, limit: int | None = None, batch: int = 500) -> Cell:
+def measure(backend, model, ds, limit: int | None = None, batch: int = 500) -> AccuracyCell:
     """Accuracy of one backend on ds (the first `limit` samples when given), batch by batch."""
     from s4dconf.backends.aligned import aligned_run
 
@@ -74,7 +62,7 @@ def measure(backend, model, ds, limit: int | None = None, batch: int = 500) -> C
         logits, _, _ = aligned_run(backend, handle, ds.inputs(sel), path, info)
         correct += int((np.argmax(logits[:, -1], axis=1) == ds.y[sel]).sum())
     note = "" if n == len(ds.y) else f"first {n} of {len(ds.y)} test samples"
-    return Cell(correct / n, n, round(time.perf_counter() - t0, 1), note)
+    return AccuracyCell(correct / n, n, round(time.perf_counter() - t0, 1), note)
 
 
 def accuracy_table(datasets=("sdigits",), models_dir: Path = MODELS_DIR, data_dir=None, limit: int | None = None,
@@ -92,9 +80,10 @@ def accuracy_table(datasets=("sdigits",), models_dir: Path = MODELS_DIR, data_di
                 row["note"] = f"no model file {path}"
                 rows.append(row)
                 continue
-            row["model_sha256"] = sha256_file(path)
-            row["record"] = _summary(load_record(path))
-            model = load_any(path)
+            mf = read_model_file(path)
+            row["model_sha256"] = mf.sha256
+            row["record"] = _summary(mf.record)
+            model = mf.model
             for col in COLUMNS[kind]:
                 if backends is not None and col not in backends:
                     continue
@@ -102,9 +91,9 @@ def accuracy_table(datasets=("sdigits",), models_dir: Path = MODELS_DIR, data_di
                 av = b.availability()
                 n = len(ds.y) if limit is None else min(limit, len(ds.y))
                 if not av.available:
-                    cell = Cell(None, 0, note=f"not available: {av.reason}")
+                    cell = AccuracyCell(None, 0, note=f"not available: {av.reason}")
                 elif col.startswith("lava") and n * ds.length > LAVA_MAX_STEPS:
-                    cell = Cell(None, 0, note=f"not run: {n} samples x {ds.length} steps on the Lava simulator "
+                    cell = AccuracyCell(None, 0, note=f"not run: {n} samples x {ds.length} steps on the Lava simulator "
                                               f"(~2.5 ms/step, SPEC.md 16.5) exceeds the {LAVA_MAX_STEPS} step budget")
                 else:
                     cell = measure(b, model, ds, limit, batch=LAVA_BATCH if col.startswith("lava") else 500)

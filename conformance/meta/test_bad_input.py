@@ -250,7 +250,7 @@ def test_config_json_problems():
         ModelConfig.from_json(json.dumps({"H": 4, "colour": "red"}))
     with pytest.raises(S4DInputError, match=r"not valid JSON"):
         ModelConfig.from_json("{H: 4")
-    with pytest.raises(S4DInputError, match=r"must be an object, got list"):
+    with pytest.raises(S4DInputError, match=r"config JSON must be a JSON object, got list"):
         ModelConfig.from_json("[1, 2]")
 
 

@@ -155,8 +155,8 @@ def test_report_text_and_json(runs):
 @pytest.mark.parametrize("content, match", [
     (None, "does not exist"),
     ("", "is empty"),
-    ("{not json", "is not JSON"),
-    ("[1, 2]", "top level is a list"),
+    ("{not json", "is not valid JSON"),
+    ("[1, 2]", "must be a JSON object, got list"),
     ("machine_info", "missing key"),
     ("benchmarks", "missing key"),
     ("no-benchmarks", "has no benchmarks"),

@@ -50,7 +50,7 @@ def test_float_model_file_given_to_load_fxp(tiny_float, tmp_path):
     path = tmp_path / "float.npz"
     save_model(tiny_float, path)
     with pytest.raises(S4DInputError, match=re.escape(f"model file {path} has schema {MODEL_SCHEMA!r}") + r".*"
-                       + re.escape(f"needs {FXP_SCHEMA!r}") + r".*float64 model file: quantise it first"):
+                       + re.escape(f"this reader needs {FXP_SCHEMA!r}") + r".*float64 model file: quantise it first"):
         load_fxp(path)
 
 

@@ -15,7 +15,7 @@ if not _LAVA_OK:
     pytest.skip(f"lava-nc not available: {_LAVA_REASON}", allow_module_level=True)
 
 from s4dconf.backends import REGISTRY  # noqa: E402
-from s4dconf.backends.lava_runtime import lava_delays  # noqa: E402
+from s4dconf.backends.lava_graph import lava_delays  # noqa: E402
 from s4dconf.backends.lava_fxp import LavaFxpBackend, saturation_names  # noqa: E402
 from s4dconf.fixedpoint.engine import run_fxp  # noqa: E402
 from s4dconf.backends.aligned import pad_for_delay  # noqa: E402
@@ -96,6 +96,32 @@ def test_lava_fxp_is_bit_exact_on_a_full_smnist_sample_of_the_shipped_model():
     for i, (y, y_ref) in enumerate(zip(got.layer_y, want.layer_y)):
         assert np.array_equal(y[:, d.layer(i):], y_ref[:, :T - d.layer(i)]), f"layer{i}.y differs ({source})"
     assert got.saturations == want.saturations, source
+
+
+# ---------------------------------------------------------------- one graph, one set of delays
+
+
+def test_every_lava_backend_builds_the_graph_with_the_delays_it_declares(float_model):
+    """lava-float, lava-fxp and loihi2 build lava_graph's graph (built here, not run): as built, its probes and
+    sink sit at the delays each backend declares, and lava-fxp has a counter for every saturation name."""
+    from s4dconf.backends.lava_float import LavaFloatBackend, float_graph
+    from s4dconf.backends.lava_fxp import fxp_graph
+    from s4dconf.backends.loihi2 import Loihi2Backend, build_chip_graph
+
+    N, L, n = 2, 5, CFG.n_layers
+    m = quantize(float_model)
+    u_q = np.zeros((N, L, CFG.d_input), dtype=np.int64)
+    counters: list = []
+    graphs = {"lava-float": (float_graph(float_model, np.zeros((N, L, CFG.d_input))), LavaFloatBackend(), float_model),
+              "lava-fxp": (fxp_graph(m, u_q, counters), LavaFxpBackend(), m),
+              "loihi2": (build_chip_graph(m, u_q), Loihi2Backend(), m)}
+    for name, (graph, backend, handle) in graphs.items():
+        assert graph.delays == backend.delays(handle) == lava_delays(n), name
+        assert graph.sink.a_in.shape == (N * CFG.n_classes,), name
+        assert [p.a_in.shape for p in graph.probes] == [(N * CFG.H,)] * n, name
+    assert graphs["lava-fxp"][0].steps == L + lava_delays(n).max, "lava-fxp runs until every process saw every step"
+    assert graphs["lava-float"][0].steps == graphs["loihi2"][0].steps == L
+    assert sorted(k for k, _ in counters) == sorted(saturation_names(n)[1:]), "one counter per name but 'input'"
 
 
 # ---------------------------------------------------------------- refusals

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from s4dconf.reference.validate import S4DInputError
 from s4dconf.reports.conformance_summary import check_matrix_rows, summarize_conformance
-from s4dconf.reports.json_numbers import decode_number, encode_number
+from s4dconf.reference.json_numbers import decode_number, encode_number
 from s4dconf.reports.page import SECTIONS, markdown_to_html
 from s4dconf.reports.report import COMMANDS, benchmark_crossovers, build_report, register
 from s4dconf.reports.tables import markdown_table, text_table
@@ -175,7 +175,7 @@ def test_sections_and_content(report):
     assert "ci-node" in page and "Test CPU" in page and "2.3.0+cpu" in page and "3.11.7" in page
     assert "MAC per token" in page and "4242" in md  # resources Markdown, rendered as a table in the HTML
     assert "<td>MAC per token</td>" in page
-    assert "97.50 %" in page and "97.50 %" in md  # accuracy, via training.accuracy.to_markdown
+    assert "97.50 %" in page and "97.50 %" in md  # accuracy, via training.accuracy.table_markdown
     assert '<div class="quoted">' in page and "sCIFAR float 86.5 %" in page
     assert "quoted: whole-sample processing wins when batched" in page and "measured: {" in page
     assert "Loihi 2 chip step time 31 us" in page

@@ -22,7 +22,8 @@ from s4dconf.reference.modelfile import load_model, load_record, params_digest  
 from s4dconf.fixedpoint.quantize import quantize  # noqa: E402
 from s4dconf.reference.validate import S4DInputError  # noqa: E402
 from s4dconf.training import train as train_mod  # noqa: E402
-from s4dconf.training.accuracy import load_any, measure, shipped_model  # noqa: E402
+from s4dconf.fixedpoint.formats import read_model_file  # noqa: E402
+from s4dconf.training.accuracy import measure, shipped_model  # noqa: E402
 from s4dconf.training.datasets import DatasetNotFound, load_dataset  # noqa: E402
 from s4dconf.training.qaft import QaftScales, export_fxp, qaft_forward  # noqa: E402
 from s4dconf.training.recipes import get_recipe  # noqa: E402
@@ -163,9 +164,9 @@ def test_shipped_models_records_match_their_files():
 def _accuracies(dataset, limit=None):
     paths = _shipped(dataset)
     ds = load_dataset(dataset, "test")
-    out = {"float": measure(get_backend("reference"), load_any(paths["float"]), ds, limit).accuracy}
+    out = {"float": measure(get_backend("reference"), read_model_file(paths["float"]).model, ds, limit).accuracy}
     for kind in ("ptq", "qaft"):
-        out[kind] = measure(get_backend("numpy-fxp"), load_any(paths[kind]), ds, limit).accuracy
+        out[kind] = measure(get_backend("numpy-fxp"), read_model_file(paths[kind]).model, ds, limit).accuracy
     return out
 
 
