@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from s4dconf.reference.model import S4DModel
 from s4dconf.reference.validate import S4DInputError, as_input_sequence
 
 from .base import BackendRun
@@ -30,7 +31,7 @@ def float_graph(model, u: np.ndarray) -> LavaGraph:
     """The float graph of model for inputs u (N, L, d_in) float64 (needs lava-nc)."""
     from lava.proc.s4d.process import S4d
 
-    from .lava_procs.process import Activation
+    from .lava_procs.process import Activation  # deferred: lava-nc exists in the Lava environment only
 
     cfg = model.config
     N = u.shape[0]
@@ -61,8 +62,6 @@ class LavaFloatBackend(LavaSimBackend):
     tag = FLOAT_TAG
 
     def prepare(self, model):
-        from s4dconf.reference.model import S4DModel
-
         if not isinstance(model, S4DModel):
             raise S4DInputError(f"lava-float runs float64 models (S4DModel), got {type(model).__name__}")
         if model.config.use_D:

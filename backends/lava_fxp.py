@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from s4dconf.reference.model import S4DModel
 from s4dconf.fixedpoint.engine import FxpRun
 from s4dconf.fixedpoint.formats import FxpModel
 from s4dconf.fixedpoint.literal import quantize_input
@@ -52,7 +53,7 @@ def saturation_names(n_layers: int) -> list[str]:
 def fxp_graph(m: FxpModel, u_q: np.ndarray, counters: list) -> LavaGraph:
     """The fixed-point graph of m for quantised inputs u_q: int64 (N, L, d_in), run for L + (max delay) steps
     (needs lava-nc). Appends (saturation name, Var) of every counting process to counters."""
-    from .lava_procs.process import FxpConnection, FxpNeuron, FxpS4dNeurons, IntSink
+    from .lava_procs.process import FxpConnection, FxpNeuron, FxpS4dNeurons, IntSink  # deferred: lava-nc only
 
     cfg, fmt, a = m.config, m.fmt, m.arrays
     N, L, _ = u_q.shape
@@ -130,8 +131,6 @@ class LavaFxpBackend(LavaSimBackend):
     def prepare(self, model):
         """An FxpModel is used as is; a float64 S4DModel is quantised by the default PTQ (SPEC.md 15), as
         numpy-fxp does. Refused: use_D, readout other than 'last', msg_bits > 24."""
-        from s4dconf.reference.model import S4DModel
-
         if isinstance(model, S4DModel):
             self._check_graph(model.config)
             model = NumpyFxpBackend().prepare(model)

@@ -15,12 +15,14 @@ import subprocess
 import numpy as np
 
 from s4dconf.fixedpoint.formats import FxpModel
+from s4dconf.fixedpoint.literal import quantize_input
 from s4dconf.reference.validate import S4DInputError
 
 from .base import Availability, Backend, BackendInfo, BackendRun
 from .lava_graph import (GraphParts, GraphWeights, LavaGraph, batch_neurons, batched, build_graph, fan_out,
                          lava_delays, lava_nc_connection, run_graph, time_major)
 from .lava_runtime import DEFAULT_TIMEOUT_S, lava_availability, run_isolated
+from .numpy_fxp import NumpyFxpBackend
 
 LAVA_LOIHI_COMPILER = "lava.magma.compiler.subcompilers.nc.ncproc_compiler"
 NXCORE = "nxcore"
@@ -173,8 +175,6 @@ class Loihi2Backend(Backend):
                            paths=("chip",), streaming=False, exposes_state=False)
 
     def prepare(self, model):
-        from .numpy_fxp import NumpyFxpBackend
-
         m = NumpyFxpBackend().prepare(model)
         chip_parameters(m)  # refuse early what the chip cannot carry
         return m
@@ -183,8 +183,6 @@ class Loihi2Backend(Backend):
         return lava_delays(handle.config.n_layers)
 
     def run(self, handle, u, path):  # pragma: no cover - needs a Loihi 2 system
-        from s4dconf.fixedpoint.literal import quantize_input
-
         counts: dict = {}
         u_q = np.stack([quantize_input(handle, u[:, k], counts) for k in range(u.shape[1])], axis=1)
         logits, ys = run_isolated(_chip_job, (handle, u_q), self.timeout_s, what="loihi2 run")

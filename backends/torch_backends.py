@@ -61,7 +61,7 @@ class _TorchHandle:
     def __init__(self, model: S4DModel, dtype_name: str, device: str):
         import torch
 
-        from .torch_model import DTYPES, TorchS4D
+        from .torch_model import DTYPES, TorchS4D  # deferred: torch is the optional extra [torch]
 
         self.model, self.device, self.dtype = model, device, DTYPES[dtype_name]
         self.module = TorchS4D.from_reference(model, self.dtype).to(device).eval()
@@ -82,7 +82,7 @@ class TorchSession(Session):
     """Streaming over N streams with the state on the device; `graph=True` replays a captured CUDA graph."""
 
     def __init__(self, handle: _TorchHandle, batch: int, graph: bool = False):
-        from .torch_model import recurrent_step
+        from .torch_model import recurrent_step  # deferred: torch is optional
 
         self.h, self.N = handle, batch
         self.d_in = handle.model.config.d_input

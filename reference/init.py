@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .validate import S4DInputError
+
 INITS = ("legs", "lin", "inv")
 
 
@@ -57,8 +59,6 @@ _INIT_FUNCS = {"legs": init_s4d_legs, "lin": init_s4d_lin, "inv": init_s4d_inv}
 
 def init_modes(name: str, P: int) -> tuple[np.ndarray, np.ndarray]:
     """(A, B) for one channel by initialisation name."""
-    from .validate import S4DInputError
-
     try:
         fn = _INIT_FUNCS[name]
     except KeyError:

@@ -38,10 +38,10 @@ from pathlib import Path
 
 import s4dconf
 from s4dconf.reference.validate import S4DInputError
+from s4dconf.training.accuracy import table_markdown as accuracy_markdown
 
 from . import plots
-from .claims import BenchFigure
-from .claims import crossover_points, measured_text
+from .claims import BenchFigure, crossover_points, measured_text
 from .compare import load_run
 from .conformance_summary import LOWER, UPPER, ConformanceCellSummary, decode_record, summarize_conformance
 from .page import SECTIONS  # noqa: F401 - re-exported: the section names are part of this module's API
@@ -303,8 +303,6 @@ def errors_section(conf: LoadedInput, img_dir: Path) -> ReportSection:
 
 def accuracy_section(acc: LoadedInput) -> ReportSection:
     """The measured accuracy table of `s4dconf eval`; the figures quoted from the paper apart, marked quoted."""
-    from s4dconf.training.accuracy import table_markdown as accuracy_markdown
-
     if acc.data is None:
         return ReportSection("accuracy", _not_run("accuracy", "no accuracy table (accuracy.json)", acc.missing))
     _expect(isinstance(acc.data, dict) and isinstance(acc.data.get("rows"), list)

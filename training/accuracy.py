@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from s4dconf.backends import get_backend
+from s4dconf.backends.aligned import aligned_run
 from s4dconf.fixedpoint.formats import read_model_file
 from s4dconf.reference.validate import S4DInputError
 
@@ -49,8 +51,6 @@ class AccuracyCell:
 
 def measure(backend, model, ds, limit: int | None = None, batch: int = 500) -> AccuracyCell:
     """Accuracy of one backend on ds (the first `limit` samples when given), batch by batch."""
-    from s4dconf.backends.aligned import aligned_run
-
     n = len(ds.y) if limit is None else min(limit, len(ds.y))
     handle = backend.prepare(model)
     info = backend.info()
@@ -68,8 +68,6 @@ def measure(backend, model, ds, limit: int | None = None, batch: int = 500) -> A
 def accuracy_table(datasets=("sdigits",), models_dir: Path = MODELS_DIR, data_dir=None, limit: int | None = None,
                    backends=None, progress=print) -> dict:
     """Measure every (dataset, kind, backend) cell for the model files `<dataset>-<kind>.npz` in models_dir."""
-    from s4dconf.backends import get_backend
-
     rows = []
     for name in datasets:
         ds = load_dataset(name, "test", data_dir)

@@ -5,10 +5,20 @@
 """
 from __future__ import annotations
 
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from s4dconf.fixedpoint.formats import load_fxp, save_fxp
+from s4dconf.fixedpoint.quantize import quantize
 from s4dconf.reference.config import ModelConfig, get_config
+from s4dconf.reference.modelfile import load_model
 from s4dconf.reference.validate import S4DInputError
 
-from .train import TrainSpec
+from .datasets import load_dataset
+from .train import TrainSpec, train
 
 RECIPES = {
     # 64 steps x 1; trains in about a minute on 2 CPU cores
@@ -53,18 +63,12 @@ CALIBRATION_SAMPLES = 100  # PTQ calibration: this many training samples, drawn 
 
 
 def qaft_spec(name: str) -> TrainSpec:
-    import dataclasses
-
     return dataclasses.replace(get_recipe(name), **QAFT_SETTINGS.get(name, dict(epochs=1, max_steps=200, lr=3e-4,
                                                                                  ssm_lr=1e-4, warmup_steps=20)))
 
 
 def calibration_inputs(spec: TrainSpec, data_dir=None):
     """PTQ calibration data: CALIBRATION_SAMPLES training sequences drawn with PCG64(seed), and their description."""
-    import numpy as np
-
-    from .datasets import load_dataset
-
     ds = load_dataset(spec.dataset, "train", data_dir)
     idx = np.sort(np.random.default_rng(spec.seed).choice(len(ds.y), min(CALIBRATION_SAMPLES, len(ds.y)),
                                                           replace=False))
@@ -75,16 +79,7 @@ def make_models(name: str, out_dir, stages=("float", "ptq", "qaft"), data_dir=No
                 resume: bool = False, progress: bool = True, **overrides) -> dict:
     """Train the float model, quantise it (PTQ) and fine-tune it (QAFT): `<out_dir>/<name>-<stage>.npz`, plus
     `<name>.log.json` with every stage's record. A later stage reads the earlier stages' files."""
-    import dataclasses
-    import json
-    from pathlib import Path
-
-    from s4dconf.fixedpoint.formats import load_fxp, save_fxp
-    from s4dconf.reference.modelfile import load_model
-    from s4dconf.fixedpoint.quantize import quantize
-
-    from .qaft import QaftScales
-    from .train import train
+    from .qaft import QaftScales  # deferred: qaft imports torch (the optional extra [torch])
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
