@@ -13,11 +13,17 @@ Exponents chosen:
     w_exp       = floor(log2((2^(weight_bits-1) - 1) / max |W|))  per matrix (encoder, each mixer, decoder)
 Values: W_q = clip(round(W 2^w_exp)); Abar, Bbar, C, D as round(. 2^F), then each mode with |Abar_q| >= 2^F is
 moved toward zero one unit per component until it decays. round(x) = floor(x + 1/2).
+
+headroom_bits must be an integer >= 0 (a negative headroom scales every calibrated maximum past its width), and the
+calibration inputs must not be all zero (every exponent would be MAX_FRAC). The model built is run on its own
+calibration set by the integer engine; if any signal saturates there, the counts per stage are recorded in the
+provenance ("calibration_saturations") and a SaturationWarning names them.
 """
 from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 
 import numpy as np
 
@@ -29,10 +35,15 @@ from s4dconf.reference.modelfile import params_digest
 from s4dconf.reference.s4d import s4d_recurrence
 from s4dconf.reference.validate import S4DInputError, as_input_sequence
 
+from .engine import run_fxp
 from .formats import FxpFormat, FxpModel, int_range, weight_range
 
 MAX_FRAC = 40  # fractional bits given to a signal that is identically zero in calibration
 DEFAULT_HEADROOM_BITS = 1
+
+
+class SaturationWarning(UserWarning):
+    """A quantised model saturates on its own calibration set (SPEC.md 15.1)."""
 
 
 def default_calibration(d_input: int = 1, seed: int = 1000) -> np.ndarray:
@@ -119,10 +130,19 @@ def quantize(model: S4DModel, calib: np.ndarray | None = None, fmt: FxpFormat | 
     """Post-training quantisation of a float64 model by the rule of the module docstring."""
     fmt = fmt or FxpFormat()
     cfg = model.config
+    if isinstance(headroom_bits, bool) or not isinstance(headroom_bits, (int, np.integer)) or headroom_bits < 0:
+        raise S4DInputError(f"headroom_bits must be an integer >= 0, got {headroom_bits!r}: a negative headroom "
+                            "scales every calibrated maximum past its width, so the model saturates on its own "
+                            "calibration set")
+    headroom_bits = int(headroom_bits)
     if calib is None:
         calib = default_calibration(cfg.d_input)
         calib_description = calib_description or "default_calibration(seed=1000): 4 noise, +1, -1, step, spikes"
     calib = as_input_sequence(calib, cfg.d_input, name="calibration data")
+    if not np.any(calib):
+        raise S4DInputError(f"calibration data of shape {calib.shape} is all zero: it measures no range, every "
+                            f"exponent would be {MAX_FRAC} and any non-zero input would saturate; calibrate on "
+                            "inputs like those the model will see")
     r = calibration_ranges(model, calib)
     M, S = fmt.msg_bits, fmt.state_bits
     fb = lambda v, bits: frac_bits_for(v, bits, headroom_bits)  # noqa: E731
@@ -141,8 +161,16 @@ def quantize(model: S4DModel, calib: np.ndarray | None = None, fmt: FxpFormat | 
         "headroom_bits": headroom_bits,
         "s4dconf": s4dconf.__version__,
     }
-    return FxpModel(config=cfg, fmt=fmt, inp_exp=fb(r["u"], M), act_exp=tuple(act_exp),
-                    out_exp=fb(r["logits"], M), arrays=arrays, w_exp=w_exp, provenance=provenance)
+    m = FxpModel(config=cfg, fmt=fmt, inp_exp=fb(r["u"], M), act_exp=tuple(act_exp),
+                 out_exp=fb(r["logits"], M), arrays=arrays, w_exp=w_exp, provenance=provenance)
+    sat = {k: n for k, n in run_fxp(m, calib).saturations.items() if n}
+    if sat:  # recorded only when it happens: the provenance of a model that does not saturate is unchanged
+        provenance["calibration_saturations"] = sat
+        warnings.warn(SaturationWarning(
+            f"the quantised model saturates on its own calibration set ({calib_description or 'user-supplied'}, "
+            f"shape {list(calib.shape)}): {', '.join(f'{k} {n}' for k, n in sat.items())} clamped values; "
+            f"raise headroom_bits (now {headroom_bits}) or widen msg_bits/state_bits (SPEC.md 15.1)"), stacklevel=2)
+    return m
 
 
 def quantize_arrays(model: S4DModel, fmt: FxpFormat) -> tuple[dict[str, np.ndarray], dict[str, int]]:
