@@ -19,6 +19,8 @@ import dataclasses
 
 import numpy as np
 
+from s4dconf.reference.validate import S4DInputError, as_input_sequence, check_finite
+
 NUMERIC_CLASSES = ("float64", "float32", "fixed-point")
 
 
@@ -72,6 +74,55 @@ class BackendRun:
     step_logits: np.ndarray  # (N, L', n_classes)
     layer_y: list[np.ndarray] | None = None  # per layer (N, L', H), when info().exposes_layers
     saturations: dict | None = None  # fixed-point backends: events per layer
+
+
+def check_session_batch(batch) -> int:
+    """The shared check of every backend's session constructor: `batch` (the number of streams) is a positive
+    integer (a Python or numpy int, not a bool, float or string); returns it as an int."""
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise S4DInputError(f"batch must be a positive integer, got {batch!r}; a session streams `batch` "
+                            "independent sequences side by side")
+    return int(batch)
+
+
+def check_step_input(u_t, batch: int, d_input: int, t: int) -> np.ndarray:
+    """The shared check of every backend's Session.step: u_t is a real numeric array (int or float kinds: complex
+    would lose its imaginary part, bool and strings would convert silently) of shape (batch, d_input), finite;
+    returns it as float64. `t` (the step about to run) names where a non-finite value was found."""
+    u = np.asarray(u_t)
+    if u.dtype.kind not in "iuf":
+        raise S4DInputError(f"step input must be a real numeric array (int or float kinds), got dtype {u.dtype} "
+                            f"at t={t}")
+    if u.shape != (batch, d_input):
+        raise S4DInputError(f"step input must have shape ({batch}, {d_input}), got {u.shape} (one row per stream of "
+                            f"the batch, one column per model input: batch={batch}, d_input={d_input})")
+    u = u.astype(np.float64, copy=False)
+    if not np.isfinite(u).all():
+        check_finite(f"step input at t={t}", u)
+    return u
+
+
+def check_session_chunk(chunk, batch: int, d_input: int) -> np.ndarray:
+    """The shared check of a Session.run chunk: real, finite, shape (batch, T, d_input) with T >= 1; float64."""
+    chunk = as_input_sequence(chunk, d_input, name="chunk")
+    if chunk.shape[0] != batch:
+        raise S4DInputError(f"chunk has batch {chunk.shape[0]}, the session was opened for {batch}")
+    return chunk
+
+
+def check_state(state, keys: tuple[str, ...]) -> dict:
+    """The shared check of Session.set_state: a dict (a get_state() snapshot) holding `keys`, its step count "t"
+    an integer >= 0."""
+    if not isinstance(state, dict):
+        raise S4DInputError(f"state must be a dict as returned by get_state(), got {type(state).__name__}")
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise S4DInputError(f"state lacks {', '.join(map(repr, missing))}; pass a snapshot of get_state() of a "
+                            "session of the same backend")
+    t = state.get("t", 0)
+    if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0:
+        raise S4DInputError(f"state 't' (steps taken) must be an integer >= 0, got {t!r}")
+    return state
 
 
 class Session(abc.ABC):

@@ -12,9 +12,10 @@ from s4dconf.fixedpoint.engine import FxpEngine, run_fxp
 from s4dconf.fixedpoint.formats import FxpModel
 from s4dconf.fixedpoint.quantize import quantize
 from s4dconf.reference.model import S4DModel
-from s4dconf.reference.validate import S4DInputError, check_finite
+from s4dconf.reference.validate import S4DInputError
 
-from .base import Backend, BackendInfo, BackendRun, Session
+from .base import (Backend, BackendInfo, BackendRun, Session, check_session_batch, check_session_chunk, check_state,
+                   check_step_input)
 
 
 class FxpSession(Session):
@@ -22,19 +23,23 @@ class FxpSession(Session):
 
     def __init__(self, m: FxpModel, batch: int, vth=None):
         self.m = m
-        self.engine = FxpEngine(m, batch, vth)
+        self.engine = FxpEngine(m, check_session_batch(batch), vth)
         self._out_scale = 2.0 ** -m.out_exp
 
     def step(self, u_t):
-        u_t = np.asarray(u_t, dtype=np.float64)
         e = self.engine
-        if u_t.shape != (e.N, self.m.config.d_input):
-            raise S4DInputError(f"step input must have shape ({e.N}, {self.m.config.d_input}), got {u_t.shape}")
-        if not np.isfinite(u_t).all():
-            check_finite(f"step input at t={e.t}", u_t)
+        return self._step(check_step_input(u_t, e.N, self.m.config.d_input, e.t))
+
+    def _step(self, u_t: np.ndarray) -> np.ndarray:
+        e = self.engine
         logits = e.step_logits(e.quantize_input(u_t))
         logits *= self._out_scale
         return logits
+
+    def run(self, chunk):
+        """T steps: chunk (N, T, d_input) -> dequantised logits (N, T, n_classes); the chunk is checked once."""
+        chunk = check_session_chunk(chunk, self.engine.N, self.m.config.d_input)
+        return np.stack([self._step(chunk[:, k]) for k in range(chunk.shape[1])], axis=1)
 
     def reset(self):
         self.engine.reset()
@@ -48,6 +53,9 @@ class FxpSession(Session):
 
     def set_state(self, state):
         """Restore the integer states, the step count, the saturation counters and the sigma-delta memories."""
+        check_state(state, ("t", "x_int", "saturations", "sigma_delta"))
+        if not isinstance(state["saturations"], dict) or not isinstance(state["sigma_delta"], (list, tuple)):
+            raise S4DInputError("state 'saturations' must be a dict and 'sigma_delta' a list, as get_state() gives")
         self.engine.set_state(state["t"], state["x_int"], state["saturations"], state["sigma_delta"])
 
 

@@ -6,15 +6,17 @@ import scipy
 
 import s4dconf
 
-from .base import Backend, BackendInfo, BackendRun, Session
+from .base import Backend, BackendInfo, BackendRun, Session, check_session_batch, check_state, check_step_input
 
 
 class _ReferenceSession(Session):
     def __init__(self, model, batch):
-        self._s = model.session(batch)
+        self._s = model.session(check_session_batch(batch))
+        self._d_input = model.config.d_input
 
     def step(self, u_t):
-        return self._s.step(u_t)
+        s = self._s
+        return s._step(check_step_input(u_t, s.batch, self._d_input, s.t))  # checked once, by the shared rule
 
     def run(self, chunk):
         return self._s.run(chunk)
@@ -26,7 +28,7 @@ class _ReferenceSession(Session):
         return self._s.get_state()
 
     def set_state(self, state):
-        self._s.set_state(state)
+        self._s.set_state(check_state(state, ("t", "x", "readout_sum")))
 
 
 class ReferenceBackend(Backend):

@@ -16,9 +16,10 @@ import numpy as np
 
 import s4dconf
 from s4dconf.reference.model import S4DModel
-from s4dconf.reference.validate import S4DInputError, as_input_sequence, check_finite
+from s4dconf.reference.validate import S4DInputError, as_input_sequence
 
-from .base import Availability, Backend, BackendInfo, BackendRun, Session
+from .base import (Availability, Backend, BackendInfo, BackendRun, Session, check_session_batch, check_session_chunk,
+                   check_step_input)
 
 DEVICE_ENV = "S4DCONF_TORCH_DEVICE"
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -84,10 +85,10 @@ class TorchSession(Session):
     def __init__(self, handle: _TorchHandle, batch: int, graph: bool = False):
         from .torch_model import recurrent_step  # deferred: torch is optional
 
-        self.h, self.N = handle, batch
+        self.h, self.N = handle, check_session_batch(batch)
         self.d_in = handle.model.config.d_input
         self._step_fn = lambda u, st: recurrent_step(handle.consts, handle.relu, handle.mean, u, st)  # noqa: E731
-        self.state = handle.module.zero_state(batch)
+        self.state = handle.module.zero_state(self.N)
         self.t = 0
         self.graph = None
         if graph:
@@ -124,11 +125,14 @@ class TorchSession(Session):
         return out
 
     def step(self, u_t):
-        u_t = np.asarray(u_t, dtype=np.float64)
-        if u_t.shape != (self.N, self.d_in):
-            raise S4DInputError(f"step input must have shape ({self.N}, {self.d_in}), got {u_t.shape}")
-        check_finite(f"step input at t={self.t}", u_t)
+        u_t = check_step_input(u_t, self.N, self.d_in, self.t)
         return self.h.numpy(self.step_tensor(self.h.tensor(u_t))[0]).copy()
+
+    def run(self, chunk):
+        """T steps: chunk (N, T, d_input) -> (N, T, n_classes); the chunk is checked once, as a whole."""
+        chunk = check_session_chunk(chunk, self.N, self.d_in)
+        ut = self.h.tensor(chunk)
+        return np.stack([self.h.numpy(self.step_tensor(ut[:, k])[0]).copy() for k in range(chunk.shape[1])], axis=1)
 
     def reset(self):
         for x in self.state["x"]:

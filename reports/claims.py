@@ -9,14 +9,19 @@ backend, mode, path, device, batch, L, config, us_per_token, tokens_per_s, ...) 
     not measurable here   the measurement needs hardware that is absent (a chip, a Jetson, an energy meter); the
                           reason lists what was looked for
     contradicted          the measured effect has the opposite sign
+
+A verdict computed from accuracy figures of fewer samples than the full test split (`s4dconf eval --limit`) is
+marked: its verdict ends in " (partial)" and its note starts with "partial:", naming the subsets.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 from s4dconf.reference.validate import S4DInputError
+from s4dconf.training.accuracy import FULL_TEST_SIZES, is_partial, load_table
 
 from .compare import load_run
 from .tables import markdown_table
@@ -29,6 +34,11 @@ except ImportError:  # Python 3.10 (the Lava env)
 REPORTS_DIR = Path(__file__).resolve().parent
 CLAIMS_FILE = REPORTS_DIR / "claims.toml"
 VERDICTS = ("reproduced", "direction reproduced", "not measurable here", "contradicted")
+PARTIAL = " (partial)"  # appended to a verdict computed from a subset of a test split
+QUANTITIES = ("us_per_token", "tokens_per_s", "energy_per_token_j")  # what chip_vs_jetson can compare
+# numbers of a benchmark's extra_info that the checks read: each, when present and not null, must be > 0
+POSITIVE_INFO = ("us_per_token", "tokens_per_s", "energy_per_token_j", "speedup_numpy_over_lava",
+                 "lava_us_per_step", "numpy_fxp_us_per_step", "batch", "L")
 
 
 @dataclasses.dataclass
@@ -42,7 +52,12 @@ class Verdict:
     source: str
 
     def __post_init__(self):
-        assert self.verdict in VERDICTS, self.verdict
+        base = self.verdict[:-len(PARTIAL)] if self.verdict.endswith(PARTIAL) else self.verdict
+        assert base in VERDICTS, self.verdict
+
+    @property
+    def partial(self) -> bool:
+        return self.verdict.endswith(PARTIAL)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,16 +73,50 @@ class BenchFigure:
         return self.info.get(key, default)
 
 
+def _positive_number(v) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+
+
 def load_claims(path: Path = CLAIMS_FILE) -> list[dict]:
+    """The claims of a claims file (TOML, `[[claim]]` tables), each checked for what its check reads: every
+    problem is an S4DInputError naming the file and the claim."""
     try:
-        claims = tomllib.loads(Path(path).read_text())["claim"]
-    except (OSError, KeyError, tomllib.TOMLDecodeError) as e:
+        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise S4DInputError(f"claims file {path}: {type(e).__name__}: {e}") from None
-    for c in claims:
+    claims = doc.get("claim")
+    if not isinstance(claims, list) or not claims:
+        got = "nothing" if claims is None else f"{type(claims).__name__} {claims!r}"[:80]
+        raise S4DInputError(f"claims file {path}: 'claim' must be a non-empty array of tables ([[claim]] entries, "
+                            f"see {CLAIMS_FILE.name}), got {got}")
+    ids = {}
+    for i, c in enumerate(claims):
+        where = f"claims file {path}: claim {i + 1}"
+        if not isinstance(c, dict):
+            raise S4DInputError(f"{where} must be a table ([[claim]] with keys), got {type(c).__name__} {c!r}"[:300])
+        where += f" (id {c.get('id')!r})"
         missing = [k for k in ("id", "source", "quoted", "metric", "check") if k not in c]
-        if missing or c["check"] not in CHECKS:
-            raise S4DInputError(f"claims file {path}: claim {c.get('id')!r} lacks {missing} or names an unknown "
-                                f"check {c.get('check')!r} (known: {', '.join(CHECKS)})")
+        if missing:
+            raise S4DInputError(f"{where} lacks {', '.join(missing)}")
+        for k in ("id", "source", "quoted", "metric", "check"):
+            if not isinstance(c[k], str) or not c[k].strip():
+                raise S4DInputError(f"{where}: {k!r} must be a non-empty string, got {c[k]!r}")
+        if c["id"] in ids:
+            raise S4DInputError(f"{where}: id {c['id']!r} is also the id of claim {ids[c['id']] + 1}")
+        ids[c["id"]] = i
+        if c["check"] not in CHECKS:
+            raise S4DInputError(f"{where} names an unknown check {c['check']!r} (known: {', '.join(CHECKS)})")
+        for k in CHECK_NEEDS[c["check"]]:
+            if k not in c:
+                raise S4DInputError(f"{where}: check {c['check']!r} needs {k!r}, which is missing")
+        for k in ("quoted_ratio", "quoted_value_us", "quoted_max_drop_points", "tolerance_factor"):
+            if k in c and not _positive_number(c[k]):
+                raise S4DInputError(f"{where}: {k!r} must be a number > 0, got {c[k]!r}")
+        if c.get("tolerance_factor", 1.0) < 1.0:
+            raise S4DInputError(f"{where}: 'tolerance_factor' must be >= 1 (reproduced within [quoted / f, "
+                                f"quoted * f]), got {c['tolerance_factor']!r}")
+        if "quantity" in c and c["quantity"] not in QUANTITIES:
+            raise S4DInputError(f"{where}: 'quantity' must be one of {', '.join(QUANTITIES)}, got {c['quantity']!r}")
     return claims
 
 
@@ -83,6 +132,12 @@ def load_benchmarks(paths) -> list[BenchFigure]:
         mi = run.machine_info
         ours = mi.get("s4dconf") if isinstance(mi.get("s4dconf"), dict) else {}
         machine = f"{mi.get('node', '?')} ({ours.get('cpu') or mi.get('processor', '?')})"
+        for b in run.benchmarks.values():
+            for k in POSITIVE_INFO:
+                v = b.extra_info.get(k)
+                if v is not None and not _positive_number(v):
+                    raise S4DInputError(f"benchmark file {p}: benchmark {b.fullname!r}: extra_info[{k!r}] must be a "
+                                        f"number > 0 (or null: not measured), got {v!r}")
         out += [BenchFigure(Path(p).name, b.name, b.extra_info, machine) for b in run.benchmarks.values() if b.stats]
     return out
 
@@ -250,13 +305,20 @@ def accuracy_drop(claim, benches, accuracy):
         col = "reference" if row["kind"] == "float" else "numpy-fxp"
         cell = row.get("cells", {}).get(col)
         if cell and cell.get("accuracy") is not None:
-            by.setdefault(row["dataset"], {})[row["kind"]] = (cell["accuracy"], cell.get("n"))
-    measured = {}
+            by.setdefault(row["dataset"], {})[row["kind"]] = (cell["accuracy"], cell.get("n"),
+                                                              is_partial(row["dataset"], cell, row))
+    measured, subsets = {}, []
     for ds, kinds in sorted(by.items()):
-        if "float" in kinds:
+        if "float" in kinds and ("ptq" in kinds or "qaft" in kinds):
             measured[ds] = {k: round(100 * (kinds["float"][0] - kinds[k][0]), 2) for k in ("ptq", "qaft") if k in kinds}
             measured[ds]["float_accuracy"] = kinds["float"][0]
             measured[ds]["n_test"] = kinds["float"][1]
+            part = {k: v[1] for k, v in kinds.items() if v[2]}
+            if part:
+                measured[ds]["partial"] = True
+                full = FULL_TEST_SIZES.get(ds)
+                subsets.append(f"{ds} " + ", ".join(f"{k} {n}" for k, n in part.items())
+                               + (f" of {full}" if full else "") + " test samples")
     drops = [v for m in measured.values() for k, v in m.items() if k in ("ptq", "qaft")]
     if not drops:
         return "not measurable here", {}, [], "the accuracy table has no float and fixed-point pair"
@@ -267,11 +329,20 @@ def accuracy_drop(claim, benches, accuracy):
         verdict = "direction reproduced"
     else:
         verdict = "contradicted"
-    return verdict, measured, ["accuracy table"], f"drops in percentage points (float - fixed point); limit {limit}"
+    note = f"drops in percentage points (float - fixed point); limit {limit}"
+    if subsets:  # a figure from part of a test split: the verdict says so, it is not the full-split claim
+        verdict += PARTIAL
+        note = (f"partial: from fewer samples than the full test split ({'; '.join(subsets)}; `s4dconf eval "
+                f"--limit`); rerun without --limit for the verdict on the full split; " + note)
+    return verdict, measured, ["accuracy table"], note
 
 
 CHECKS = {f.__name__: f for f in (chip_vs_jetson, chip_step_time, batched_vs_streaming, crossover_batch,
                                   emulator_vs_lava, accuracy_drop)}
+# the keys of a claim that its check reads (beyond id, source, quoted, metric, check)
+CHECK_NEEDS = {"chip_vs_jetson": ("quantity",), "chip_step_time": ("quoted_value_us",), "batched_vs_streaming": (),
+               "crossover_batch": (), "emulator_vs_lava": ("quoted_ratio",),
+               "accuracy_drop": ("quoted_max_drop_points",)}
 
 
 def default_benchmark_files() -> list[Path]:
@@ -295,9 +366,10 @@ def evaluate(bench_files=None, accuracy_file=None, claims_file: Path = CLAIMS_FI
     bench_files = default_benchmark_files() if bench_files is None else [Path(p) for p in bench_files]
     benches = load_benchmarks(bench_files)
     accuracy_file = default_accuracy_file() if accuracy_file is None else Path(accuracy_file)
-    accuracy = json.loads(Path(accuracy_file).read_text()) if accuracy_file else None
+    claims = load_claims(claims_file)
+    accuracy = load_table(accuracy_file) if accuracy_file else None
     out = []
-    for c in load_claims(claims_file):
+    for c in claims:
         verdict, measured, evidence, note = CHECKS[c["check"]](c, benches, accuracy)
         out.append(Verdict(c["id"], verdict, measured, evidence, note, c["quoted"], c["source"]))
     return out

@@ -33,6 +33,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from s4dconf.reference.npzio import atomic_write, check_output_path
 from s4dconf.reference.validate import S4DInputError, json_object
 
 REQUIRED_KEYS = ("machine_info", "commit_info", "benchmarks", "datetime", "version")
@@ -79,6 +80,9 @@ def load_run(path) -> BenchRun:
         raise S4DInputError(f"{p} is not a pytest-benchmark file: machine_info must be an object, benchmarks a list")
     if not doc["benchmarks"]:
         raise S4DInputError(f"benchmark file {p} has no benchmarks")
+    if doc["commit_info"] is not None and not isinstance(doc["commit_info"], dict):
+        raise S4DInputError(f"{p} is not a pytest-benchmark file: commit_info must be an object or null, got "
+                            f"{type(doc['commit_info']).__name__}")
     benches = {}
     for i, b in enumerate(doc["benchmarks"]):
         bench = _parse_bench(p, i, b)
@@ -90,14 +94,25 @@ def load_run(path) -> BenchRun:
 
 
 def _parse_bench(p: Path, i: int, b) -> Bench:
+    """One entry of "benchmarks", checked for the types every reader relies on; S4DInputError naming the file and
+    the entry (its index, and its fullname once that is known to be a string)."""
     if not isinstance(b, dict):
         raise S4DInputError(f"{p}: benchmarks[{i}] is a {type(b).__name__}, not an object")
     for k in ("name", "fullname"):
         if k not in b:
             raise S4DInputError(f"{p}: benchmarks[{i}] is missing key {k!r}")
+        if not isinstance(b[k], str) or not b[k]:
+            raise S4DInputError(f"{p}: benchmarks[{i}]: {k!r} must be a non-empty string, got "
+                                f"{type(b[k]).__name__} {b[k]!r}"[:300])
+    where = f"{p}: benchmark {b['fullname']!r} (benchmarks[{i}])"
     stats = b.get("stats")
     if stats is not None and not isinstance(stats, dict):
-        raise S4DInputError(f"{p}: benchmark {b['fullname']!r} has stats that are not an object")
+        raise S4DInputError(f"{where} has stats that are not an object")
+    for k, kinds, want in (("extra_info", dict, "an object"), ("params", dict, "an object"),
+                           ("group", str, "a string")):
+        v = b.get(k)
+        if v is not None and not isinstance(v, kinds):
+            raise S4DInputError(f"{where}: {k!r} must be {want} or null, got {type(v).__name__} {v!r}"[:300])
     return Bench(b["fullname"], b["name"], b.get("group"), b.get("params"), b.get("extra_info") or {}, stats)
 
 
@@ -233,11 +248,12 @@ def compare(a: BenchRun, b: BenchRun, threshold: float = 0.25, stat: str = "medi
 
 
 def cmd_bench_compare(args) -> int:
+    if args.json:  # before any reading: an unwritable output or one that is an input fails first
+        check_output_path(args.json, args.a, args.b, what="comparison JSON (--json)")
     c = compare(load_run(args.a), load_run(args.b), args.threshold, args.stat, args.force)
     print(c.to_text(), end="")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(c.to_json())
+        atomic_write(args.json, lambda f: f.write(c.to_json().encode()), "comparison JSON (--json)", make_dirs=True)
     return c.exit_code(args.fail_on_regression)
 
 

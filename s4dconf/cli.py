@@ -30,7 +30,7 @@ from s4dconf.reference.config import NAMED_CONFIGS, get_config
 from s4dconf.reference.inputs import FAMILIES, make_input
 from s4dconf.reference.model import S4DModel
 from s4dconf.reference.modelfile import load_model, params_digest, save_model
-from s4dconf.reference.npzio import read_npz
+from s4dconf.reference.npzio import atomic_write, check_output_path, read_npz
 from s4dconf.reference.validate import S4DInputError
 from s4dconf.reports.claims import committed_benchmark_files, default_benchmark_files, evaluate
 from s4dconf.reports.compare import register as register_bench
@@ -41,8 +41,8 @@ from s4dconf.reports.resource_table import write_resources
 from s4dconf.reports.tables import text_table
 from s4dconf.training import datafiles
 from s4dconf.training import datasets as ds
-from s4dconf.training.accuracy import MODELS_DIR, accuracy_table, merge_tables, write_table
-from s4dconf.training.recipes import make_models
+from s4dconf.training.accuracy import MODELS_DIR, accuracy_table, load_table, merge_tables, prepare_table, write_table
+from s4dconf.training.recipes import get_recipe, make_models
 
 EPILOG = """layout (README "Layout"; each floor imports only the floors below it):
   reference/   float64 S4D, model files, inputs, metrics     fixedpoint/  Loihi 2 integer arithmetic, PTQ
@@ -54,6 +54,91 @@ exit codes: 0 all passed, 1 a check failed, 2 bad input (the message says what a
 
 def _conformance_dir() -> Path:
     return Path(s4dconf.conformance.__file__).resolve().parent
+
+
+# ----------------------------------------------------------------------------- argument and output checks
+# The rule (README "Command line"): bad input is an S4DInputError (or argparse's own error) saying what, where and
+# what to do, exit code 2, and it is found before any long work starts. Output paths are checked first of all.
+
+
+def _int_type(minimum: int, what: str):
+    """An argparse type: an integer >= minimum (argparse turns the ArgumentTypeError into exit code 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+    return parse
+
+
+POSITIVE_INT = _int_type(1, "a positive integer")
+NON_NEGATIVE_INT = _int_type(0, "an integer >= 0")
+
+
+def _check_writable(out, *inputs, what: str, example: str = "out.json") -> Path:
+    """check_output_path (not an input, not a directory, its folder creatable and writable), then a real try: a
+    temporary file created and removed in the nearest existing folder (permission bits do not stop root, a
+    read-only or virtual file system does)."""
+    if Path(out).is_dir():
+        raise S4DInputError(f"{what} {out} is a directory; give a file name, e.g. {Path(out) / example}")
+    out = check_output_path(out, *inputs, what=what)
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise S4DInputError(f"{what} {out}: cannot create a file in {folder} ({e.strerror or e}); choose a writable "
+                            "place") from None
+    return out
+
+
+def _check_writable_folder(folder, inside: str, *inputs, what: str) -> Path:
+    """An output folder: not a file, creatable and writable (checked through the file `inside` it will hold)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise S4DInputError(f"{what} {folder} is a file, not a folder; give a folder (it is created when missing)")
+    _check_writable(folder / inside, *inputs, what=what)
+    return folder
+
+
+def _calib_file(calib: str) -> str | None:
+    return None if calib == "default" or calib in FAMILIES else calib
+
+
+def check_outputs(args) -> None:
+    """Every output path of the command (--out, --json, --out-dir, golden generate's --dir), checked before the
+    command does anything else; an output that is one of its inputs is refused."""
+    c = args.command
+    if c == "model":
+        _check_writable(args.out, what="model file (--out)", example="model.npz")
+    elif c == "quantize":
+        _check_writable(args.out, args.model, _calib_file(args.calib), what="fixed-point model file (--out)",
+                        example="model-fxp.npz")
+    elif c == "golden" and args.action == "generate":
+        _check_writable_folder(Path(args.dir) if args.dir else golden.GOLDEN_DIR, "manifest.json",
+                               what="golden folder (--dir)")
+    elif c == "check" and args.json:
+        _check_writable(args.json, what="records JSON (--json)")
+    elif c in ("run", "report"):
+        _check_writable_folder(args.out, "report.html", what="output folder (--out)")
+    elif c == "train":
+        _check_writable_folder(args.out_dir, f"{args.recipe}.log.json", what="output folder (--out-dir)")
+    elif c == "eval":  # --merge may be the table written here: merging in place is how the Lava columns join
+        _check_writable_folder(args.out, "accuracy.json", what="output folder (--out)")
+    elif c == "claims" and args.json:
+        _check_writable(args.json, args.accuracy, *(args.bench or ()), what="verdicts JSON (--json)")
+    elif c == "bench" and getattr(args, "json", None):
+        _check_writable(args.json, args.a, args.b, what="comparison JSON (--json)")
+
+
+def _write_json(path, data, what: str) -> None:
+    text = json.dumps(data, indent=1) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()), what, make_dirs=True)
 
 
 def cmd_backends(args) -> int:
@@ -149,6 +234,10 @@ def cmd_check(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "records.json"
         rc = run_conformance(args.backend, raw, extra=args.pytest_args, quiet=args.quiet)
+        if rc in (4, 5) and args.pytest_args:  # pytest's usage error / nothing collected: the extra arguments
+            raise S4DInputError("pytest " + ("refused the extra arguments" if rc == 4 else
+                                "collected no conformance case with the extra arguments")
+                                + f" {' '.join(args.pytest_args)!r} (pytest exit code {rc}; its message is above)")
         if not raw.is_file():
             print(f"s4dconf check: the suite wrote no records (pytest exit code {rc})")
             return rc or 1
@@ -160,8 +249,7 @@ def cmd_check(args) -> int:
     n_fail = sum(r["verdict"] != "pass" for r in records)
     print(f"{len(records)} measured checks, {n_fail} failed; pytest exit code {rc}")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(data, indent=1) + "\n")
+        _write_json(args.json, data, "records JSON (--json)")
         print(f"wrote {args.json}")
     return rc if rc else (1 if n_fail else 0)
 
@@ -169,11 +257,12 @@ def cmd_check(args) -> int:
 def cmd_run(args) -> int:
     """The main job on the embedded default: goldens, conformance of every available backend, the accuracy table of
     the shipped models, the benchmark smoke set, the resource counts, the claims and the report."""
-
-
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     models = Path(args.models or MODELS_DIR)
+    # the accuracy step's inputs (dataset names and data, the models folder, every model file), checked before the
+    # first step: a bad --dataset or --models fails now, not after the goldens and the conformance suite
+    prepare_table(args.dataset, models)
+    out.mkdir(parents=True, exist_ok=True)
     steps = ["golden verify", "conformance of every available backend", "accuracy table", "benchmark smoke set",
              "operation and resource counts", "claims", "report"]
     t_all = time.perf_counter()
@@ -284,10 +373,15 @@ def cmd_data(args) -> int:
 
 def cmd_train(args) -> int:
     """Train a recipe's float model, then PTQ and QAFT (SPEC.md 18): writes <out-dir>/<recipe>-<stage>.npz."""
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        raise S4DInputError(f"data folder (--data-dir) {args.data_dir} does not exist or is not a folder; pass the "
+                            "folder that holds mnist/ and cifar10/ (see `s4dconf data list`)")
+    get_recipe(args.recipe)  # an unknown name fails here with the list of known ones
+    device = choose_device(args.device)
     overrides = {k: v for k, v in (("epochs", args.epochs), ("max_steps", args.max_steps), ("seed", args.seed))
                  if v is not None}
     log = make_models(args.recipe, args.out_dir, stages=args.stage, data_dir=args.data_dir,
-                      device=choose_device(args.device), resume=args.resume, progress=not args.quiet, **overrides)
+                      device=device, resume=args.resume, progress=not args.quiet, **overrides)
     for stage in args.stage:
         rec = log.get(stage, {})
         acc = rec.get("test_accuracy_training_forward")
@@ -298,9 +392,14 @@ def cmd_train(args) -> int:
 
 def cmd_eval(args) -> int:
     """The accuracy table: each model file x backend on the full test split (SPEC.md 18.4)."""
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        raise S4DInputError(f"data folder (--data-dir) {args.data_dir} does not exist or is not a folder; pass the "
+                            "folder that holds mnist/ and cifar10/ (see `s4dconf data list`)")
+    # the table to merge into is read and checked before anything is measured
+    base = load_table(args.merge, "accuracy table to merge into (--merge)") if args.merge else None
     table = accuracy_table(args.dataset, Path(args.models), args.data_dir, args.limit, args.backend or None)
-    if args.merge:
-        table = merge_tables(json.loads(Path(args.merge).read_text()), table)
+    if base is not None:
+        table = merge_tables(base, table)
     j, m = write_table(table, args.out)
     print(Path(m).read_text())
     print(f"wrote {j} and {m}")
@@ -317,12 +416,9 @@ def cmd_claims(args) -> int:
     print(text_table(rows))
     print(f"\nfrom {len(files)} benchmark file(s): {', '.join(Path(f).name for f in files) or 'none'}")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps([dataclasses.asdict(v) for v in verdicts], indent=1) + "\n")
+        _write_json(args.json, [dataclasses.asdict(v) for v in verdicts], "verdicts JSON (--json)")
         print(f"wrote {args.json}")
     return 0
-
-
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -344,7 +440,7 @@ def _add_model_commands(sub) -> None:
     """`model`, `quantize`, `golden`: model files and goldens."""
     m = sub.add_parser("model", help="write the float64 model file of a named config and seed")
     m.add_argument("--config", required=True)
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--seed", type=NON_NEGATIVE_INT, default=0)
     m.add_argument("--out", required=True)
     m.set_defaults(func=cmd_model)
     q = sub.add_parser("quantize", help="post-training quantisation of a float64 model file (SPEC.md 15)")
@@ -358,7 +454,7 @@ def _add_model_commands(sub) -> None:
     q.add_argument("--state-bits", type=int, default=24)
     q.add_argument("--weight-bits", type=int, default=8)
     q.add_argument("--rounding", default="floor", choices=["floor", "half_up"])
-    q.add_argument("--headroom-bits", type=int, default=1)
+    q.add_argument("--headroom-bits", type=NON_NEGATIVE_INT, default=1)
     q.set_defaults(func=cmd_quantize)
     g = sub.add_parser("golden", help="generate or verify the golden outputs")
     g.add_argument("action", choices=["generate", "verify"])
@@ -399,9 +495,10 @@ def _add_data_commands(sub) -> None:
     t.add_argument("recipe", help="sdigits, smnist, psmnist, scifar, paper-smnist, paper-psmnist, paper-scifar")
     t.add_argument("--stage", nargs="+", default=["float", "ptq", "qaft"], choices=["float", "ptq", "qaft"])
     t.add_argument("--out-dir", default="models-out", help="where the model files and <recipe>.log.json go")
-    t.add_argument("--epochs", type=int, default=None, help="override the recipe's float epochs")
-    t.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps per stage")
-    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--epochs", type=POSITIVE_INT, default=None, help="override the recipe's float epochs")
+    t.add_argument("--max-steps", type=POSITIVE_INT, default=None,
+                   help="stop after this many optimiser steps per stage")
+    t.add_argument("--seed", type=NON_NEGATIVE_INT, default=None)
     t.add_argument("--resume", action="store_true", help="continue the float stage from <out-dir>/<recipe>-float.ckpt")
     t.add_argument("--device", default=None, help="auto | cpu | cuda (default: $S4DCONF_TORCH_DEVICE, else auto)")
     t.add_argument("--data-dir", default=None)
@@ -415,7 +512,8 @@ def _add_eval_commands(sub) -> None:
     e.add_argument("--dataset", nargs="+", default=["sdigits"], help="datasets (default: sdigits)")
     e.add_argument("--models", default=str(MODELS_DIR), help="folder of <dataset>-<float|ptq|qaft>.npz")
     e.add_argument("--backend", action="append", default=[], help="restrict to these columns (repeatable)")
-    e.add_argument("--limit", type=int, default=None, help="first N test samples only (labelled as a subset)")
+    e.add_argument("--limit", type=POSITIVE_INT, default=None,
+                   help="first N test samples only (labelled as a subset; claims read from it are marked partial)")
     e.add_argument("--out", default="reports/accuracy", help="output folder (default: reports/accuracy)")
     e.add_argument("--data-dir", default=None)
     e.add_argument("--merge", default=None, metavar="ACCURACY_JSON",
@@ -429,8 +527,14 @@ def _add_eval_commands(sub) -> None:
     cl.set_defaults(func=cmd_claims)
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    """The exit code: 0 all passed, 1 a check failed, 2 bad input. Only bad input (S4DInputError, or argparse's
+    refusal of an argument) is turned into a message; any other exception is a bug and keeps its traceback."""
     try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # argparse: --help/--version (0) or a refused argument (2, its message printed)
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    try:
+        check_outputs(args)
         return args.func(args)
     except S4DInputError as e:
         print(f"s4dconf {args.command}: error: {e}", file=sys.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 
@@ -18,15 +19,20 @@ import numpy as np
 
 from s4dconf.backends import get_backend
 from s4dconf.backends.aligned import aligned_run
-from s4dconf.fixedpoint.formats import read_model_file
-from s4dconf.reference.validate import S4DInputError
+from s4dconf.fixedpoint.formats import FXP_SCHEMA, read_model_file
+from s4dconf.reference.modelfile import MODEL_SCHEMA
+from s4dconf.reference.validate import S4DInputError, json_object
 
-from .datasets import load_dataset
+from .datasets import DATASETS, SDIGITS_N_TEST, load_dataset
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
+SCHEMA = "s4dconf-accuracy/1"
 KINDS = ("float", "ptq", "qaft")
 COLUMNS = {"float": ("reference", "torch-rec", "torch-conv", "lava-float"), "ptq": ("numpy-fxp", "lava-fxp"),
            "qaft": ("numpy-fxp", "lava-fxp")}
+# The size of each dataset's full test split (datasets.py): a cell of fewer samples is a subset ("partial").
+FULL_TEST_SIZES = {"sdigits": SDIGITS_N_TEST, "smnist": 10_000, "psmnist": 10_000, "scifar": 10_000,
+                   "scifar-gray": 10_000}
 # The Lava simulator costs ~2.5 ms per time step (SPEC.md 16.5); a full test split is hours of simulation.
 LAVA_MAX_STEPS = 200_000
 LAVA_BATCH = 20  # a Lava graph lays the batch side by side (weights kron(I_N, W)): keep N small
@@ -49,9 +55,73 @@ class AccuracyCell:
     note: str = ""  # why not measured, or what subset
 
 
+def check_limit(limit) -> int | None:
+    """`limit` (the first N test samples only) is None or a positive integer; S4DInputError otherwise."""
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+        raise S4DInputError(f"limit (--limit) must be a positive number of test samples, got {limit!r}; leave it out "
+                            "to measure the full test split")
+    return int(limit)
+
+
+def check_columns(backends) -> tuple[str, ...] | None:
+    """The columns asked for (None: all): each a registered backend with a column in the table."""
+    if backends is None:
+        return None
+    known = sorted({c for cols in COLUMNS.values() for c in cols}, key=_col_order)
+    for name in backends:
+        get_backend(name)  # an unknown name fails here with the list of known ones
+        if name not in known:
+            raise S4DInputError(f"backend {name!r} has no column in the accuracy table; columns: {', '.join(known)}")
+    return tuple(backends)
+
+
+def check_models_dir(models_dir, datasets) -> Path:
+    """models_dir is an existing folder holding at least one `<dataset>-<kind>.npz` of every dataset."""
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        raise S4DInputError(f"models folder {models_dir} " + ("is not a folder" if models_dir.exists() else
+                            "does not exist") + "; pass the folder of <dataset>-<float|ptq|qaft>.npz (--models), "
+                            f"e.g. the shipped {MODELS_DIR}")
+    for name in datasets:
+        if not any((models_dir / f"{name}-{kind}.npz").is_file() for kind in KINDS):
+            raise S4DInputError(f"models folder {models_dir} has no model file of dataset {name!r} (looked for "
+                                f"{', '.join(f'{name}-{k}.npz' for k in KINDS)}); train one with `s4dconf train "
+                                f"{name} --out-dir {models_dir}` or drop it from --dataset")
+    return models_dir
+
+
+def _read_row_model(path: Path, kind: str, ds):
+    """The model file of a row, read and checked against the row: a float model for "float", a fixed-point model
+    for "ptq"/"qaft" (a float file would be quantised silently by numpy-fxp, a fixed-point one crash the float
+    backends), with the dataset's input width and number of classes."""
+    mf = read_model_file(path)
+    want = MODEL_SCHEMA if kind == "float" else FXP_SCHEMA
+    if mf.schema != want:
+        got = "fixed-point" if mf.schema == FXP_SCHEMA else "float64"
+        raise S4DInputError(f"model file {path} is a {got} model file, but its name says {kind!r}, which needs "
+                            f"schema {want!r}: a {kind} row holds a "
+                            + ("float64 model (`s4dconf model` / `s4dconf train --stage float`)" if kind == "float"
+                               else "fixed-point model (`s4dconf quantize`)") + "; rename or replace the file")
+    trained_on = mf.record.get("dataset") if isinstance(mf.record, dict) else None
+    if isinstance(trained_on, str) and trained_on != ds.name:
+        raise S4DInputError(f"model file {path} was trained on {trained_on!r} (its training record says so), but its "
+                            f"name puts it in the {ds.name!r} rows; rename or replace the file")
+    cfg = mf.model.config
+    if (cfg.d_input, cfg.n_classes) != (ds.d_input, ds.n_classes):
+        raise S4DInputError(f"model file {path} has d_input={cfg.d_input}, n_classes={cfg.n_classes}; dataset "
+                            f"{ds.name!r} has d_input={ds.d_input}, n_classes={ds.n_classes}: not a model of this "
+                            "dataset")
+    return mf
+
+
 def measure(backend, model, ds, limit: int | None = None, batch: int = 500) -> AccuracyCell:
     """Accuracy of one backend on ds (the first `limit` samples when given), batch by batch."""
+    limit = check_limit(limit)
     n = len(ds.y) if limit is None else min(limit, len(ds.y))
+    if n < 1:
+        raise S4DInputError(f"dataset {ds.name!r} ({ds.split}) has no samples to measure")
     handle = backend.prepare(model)
     info = backend.info()
     path = info.paths[0]
@@ -65,20 +135,49 @@ def measure(backend, model, ds, limit: int | None = None, batch: int = 500) -> A
     return AccuracyCell(correct / n, n, round(time.perf_counter() - t0, 1), note)
 
 
+def prepare_table(datasets=("sdigits",), models_dir: Path = MODELS_DIR, data_dir=None, limit: int | None = None,
+                  backends=None):
+    """Every check of accuracy_table before its first measurement: the dataset names, `limit`, the columns, the
+    models folder; then every test split is loaded and every model file read and matched to its row. Returns
+    (splits {dataset: SequenceDataset}, files {(dataset, kind): ModelFile or None}, limit, backends). Also what
+    `s4dconf run` calls before its long steps."""
+    if isinstance(datasets, str) or not datasets:
+        raise S4DInputError(f"datasets must be a non-empty list of names (known: {', '.join(DATASETS)}), "
+                            f"got {datasets!r}")
+    datasets = list(dict.fromkeys(datasets))
+    for name in datasets:
+        if name not in DATASETS:
+            raise S4DInputError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    limit = check_limit(limit)
+    backends = check_columns(backends)
+    models_dir = check_models_dir(models_dir, datasets)
+    splits = {name: load_dataset(name, "test", data_dir) for name in datasets}
+    files = {}
+    for name, ds in splits.items():
+        for kind in KINDS:
+            path = models_dir / f"{name}-{kind}.npz"
+            files[name, kind] = _read_row_model(path, kind, ds) if path.is_file() else None
+    return splits, files, limit, backends
+
+
 def accuracy_table(datasets=("sdigits",), models_dir: Path = MODELS_DIR, data_dir=None, limit: int | None = None,
                    backends=None, progress=print) -> dict:
-    """Measure every (dataset, kind, backend) cell for the model files `<dataset>-<kind>.npz` in models_dir."""
+    """Measure every (dataset, kind, backend) cell for the model files `<dataset>-<kind>.npz` in models_dir.
+
+    Every argument is checked, every test split loaded and every model file read and matched to its row before the
+    first cell is measured: bad input fails in seconds, not after an hour of measuring."""
+    splits, files, limit, backends = prepare_table(datasets, models_dir, data_dir, limit, backends)
+    models_dir = Path(models_dir)
     rows = []
-    for name in datasets:
-        ds = load_dataset(name, "test", data_dir)
+    for name, ds in splits.items():
         for kind in KINDS:
-            path = Path(models_dir) / f"{name}-{kind}.npz"
-            row = {"dataset": name, "kind": kind, "model_file": str(path.name), "cells": {}}
-            if not path.is_file():
+            path = models_dir / f"{name}-{kind}.npz"
+            row = {"dataset": name, "kind": kind, "model_file": str(path.name), "n_test": len(ds.y), "cells": {}}
+            mf = files[name, kind]
+            if mf is None:
                 row["note"] = f"no model file {path}"
                 rows.append(row)
                 continue
-            mf = read_model_file(path)
             row["model_sha256"] = mf.sha256
             row["record"] = _summary(mf.record)
             model = mf.model
@@ -100,13 +199,112 @@ def accuracy_table(datasets=("sdigits",), models_dir: Path = MODELS_DIR, data_di
                             else cell.note))
                 row["cells"][col] = dataclasses.asdict(cell)
             rows.append(row)
-    return {"schema": "s4dconf-accuracy/1", "rows": rows, "quoted": QUOTED,
+    return {"schema": SCHEMA, "rows": rows, "quoted": QUOTED,
             "columns": sorted({c for cols in COLUMNS.values() for c in cols}, key=_col_order)}
+
+
+def _number(v) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def check_table(table, what: str = "accuracy table") -> dict:
+    """Check the shape of an accuracy table (the JSON of `s4dconf eval`) before anything reads it: an object whose
+    "rows" is a list of {dataset, kind, cells: {column: {accuracy, n, note}}}; S4DInputError naming `what` and the
+    entry otherwise. "schema", "columns" and "quoted" are optional (a hand-written table may leave them out)."""
+    if not isinstance(table, dict):
+        raise S4DInputError(f"{what} must be a JSON object with a list 'rows', got {type(table).__name__}")
+    if "schema" in table and table["schema"] != SCHEMA:
+        raise S4DInputError(f"{what} has schema {table['schema']!r}, this reader needs {SCHEMA!r}")
+    rows = table.get("rows")
+    if not isinstance(rows, list):
+        raise S4DInputError(f"{what} must have a list 'rows' (one per dataset and model kind), got "
+                            + ("nothing" if rows is None else type(rows).__name__))
+    seen = {}
+    for i, row in enumerate(rows):
+        where = f"{what}: rows[{i}]"
+        if not isinstance(row, dict):
+            raise S4DInputError(f"{where} must be an object, got {type(row).__name__}")
+        if not isinstance(row.get("dataset"), str) or not row["dataset"]:
+            raise S4DInputError(f"{where}: 'dataset' must be a dataset name, got {row.get('dataset')!r}")
+        if row.get("kind") not in KINDS:
+            raise S4DInputError(f"{where}: 'kind' must be one of {', '.join(KINDS)}, got {row.get('kind')!r}")
+        key = (row["dataset"], row["kind"])
+        if key in seen:
+            raise S4DInputError(f"{where}: a second row of {key[0]} {key[1]} (the first is rows[{seen[key]}])")
+        seen[key] = i
+        for k in ("model_sha256", "note", "model_file"):
+            if k in row and not isinstance(row[k], str):
+                raise S4DInputError(f"{where}: {k!r} must be a string, got {row[k]!r}")
+        if "n_test" in row and (isinstance(row["n_test"], bool) or not isinstance(row["n_test"], int)
+                                or row["n_test"] < 1):
+            raise S4DInputError(f"{where}: 'n_test' must be a positive integer, got {row['n_test']!r}")
+        cells = row.get("cells", {})
+        if not isinstance(cells, dict):
+            raise S4DInputError(f"{where}: 'cells' must be an object (column -> cell), got {type(cells).__name__}")
+        full = FULL_TEST_SIZES.get(row["dataset"])
+        for col, cell in cells.items():
+            _check_cell(cell, f"{where}.cells[{col!r}]")
+            if full is not None and cell["n"] > full:
+                raise S4DInputError(f"{where}.cells[{col!r}]: n={cell['n']} samples, but the {row['dataset']} test "
+                                    f"split has {full}")
+    for k in ("columns", "quoted"):
+        if k in table and not isinstance(table[k], list):
+            raise S4DInputError(f"{what}: {k!r} must be a list, got {type(table[k]).__name__}")
+    if not all(isinstance(c, str) for c in table.get("columns", [])):
+        raise S4DInputError(f"{what}: 'columns' must be a list of backend names")
+    if not all(isinstance(q, dict) and isinstance(q.get("claim"), str) and isinstance(q.get("source"), str)
+               for q in table.get("quoted", [])):
+        raise S4DInputError(f"{what}: 'quoted' must be a list of {{claim, source}} objects")
+    return table
+
+
+def _check_cell(cell, where: str) -> None:
+    if not isinstance(cell, dict):
+        raise S4DInputError(f"{where} must be an object {{accuracy, n, seconds, note}}, got {type(cell).__name__}")
+    acc, n = cell.get("accuracy"), cell.get("n")
+    if acc is not None and not (_number(acc) and 0.0 <= acc <= 1.0):
+        raise S4DInputError(f"{where}: 'accuracy' must be a fraction in [0, 1] or null (not measured), got {acc!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise S4DInputError(f"{where}: 'n' must be the number of samples measured (an integer >= 0), got {n!r}")
+    if acc is not None and n < 1:
+        raise S4DInputError(f"{where}: an accuracy of {acc!r} from n={n} samples; a measured cell needs n >= 1")
+    if "note" in cell and not isinstance(cell["note"], str):
+        raise S4DInputError(f"{where}: 'note' must be a string, got {cell['note']!r}")
+    secs = cell.get("seconds")
+    if secs is not None and not (_number(secs) and secs >= 0):
+        raise S4DInputError(f"{where}: 'seconds' must be a number >= 0 or null, got {secs!r}")
+
+
+def load_table(path, what: str = "accuracy file") -> dict:
+    """Read and check an accuracy table JSON file (check_table); every problem is an S4DInputError naming the
+    file and the entry."""
+    path = Path(path)
+    if not path.is_file():
+        raise S4DInputError(f"{what} {path} " + ("is a directory" if path.is_dir() else "does not exist")
+                            + "; give the accuracy.json written by `s4dconf eval`")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise S4DInputError(f"{what} {path} cannot be read: {e}") from None
+    return check_table(json_object(text, f"{what} {path}"), f"{what} {path}")
+
+
+def is_partial(dataset: str, cell: dict, row: dict | None = None) -> bool:
+    """Whether a measured cell covers fewer samples than the dataset's full test split (a --limit subset)."""
+    full = FULL_TEST_SIZES.get(dataset, (row or {}).get("n_test"))
+    if full is None:
+        return bool(cell.get("note"))  # an unknown dataset: a measured cell's note names its subset
+    return cell.get("n", 0) < full
 
 
 def merge_tables(base: dict, new: dict) -> dict:
     """`base` with the measured cells of `new` put in (rows matched by dataset, kind and model sha256): columns
     measured in another environment (the Lava env) join the same table. A row whose model differs is refused."""
+    check_table(base, "accuracy table to merge into")
+    check_table(new, "new accuracy table")
+    base.setdefault("schema", SCHEMA)
+    base["quoted"] = base.get("quoted") or new.get("quoted", QUOTED)
+    base["columns"] = sorted(set(base.get("columns", [])) | set(new.get("columns", [])), key=_col_order)
     index = {(r["dataset"], r["kind"]): r for r in base["rows"]}
     for row in new["rows"]:
         old = index.get((row["dataset"], row["kind"]))
@@ -116,8 +314,8 @@ def merge_tables(base: dict, new: dict) -> dict:
         if old.get("model_sha256") != row.get("model_sha256"):
             raise S4DInputError(f"cannot merge {row['dataset']} {row['kind']}: the tables measured different model "
                                 f"files ({old.get('model_sha256', '?')[:12]} vs {row.get('model_sha256', '?')[:12]})")
-        for col, cell in row["cells"].items():
-            if cell["accuracy"] is not None or col not in old["cells"]:
+        for col, cell in row.get("cells", {}).items():
+            if cell["accuracy"] is not None or col not in old.setdefault("cells", {}):
                 old["cells"][col] = cell
     return base
 

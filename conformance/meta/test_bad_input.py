@@ -571,3 +571,74 @@ def test_session_step_refuses_non_real_dtypes(bad):
     session = S4DModel.create(TINY, 0).session(1)
     with pytest.raises(S4DInputError, match="step input must be a real numeric array, got dtype"):
         session.step(bad)
+
+
+# ---------------------------------------------------------------- every backend's session: one shared check
+
+
+def _session_backends():
+    from s4dconf.backends.torch_backends import torch_availability
+
+    names = ["reference", "numpy-fxp"]
+    if torch_availability().available:
+        names += ["torch-rec", "torch-rec-f64"]
+    return names
+
+
+@pytest.mark.parametrize("name", _session_backends())
+@pytest.mark.parametrize("batch", [0, -1, 1.5, True, "2", None])
+def test_every_session_refuses_a_bad_batch(tiny, name, batch):
+    backend = get_backend(name)
+    with pytest.raises(S4DInputError, match=re.escape(f"batch must be a positive integer, got {batch!r}")):
+        backend.open_session(backend.prepare(tiny), batch)
+
+
+@pytest.mark.parametrize("name", _session_backends())
+@pytest.mark.parametrize("bad, pattern", [
+    (np.full((2, 1), 1j), r"real numeric array .*got dtype complex128 at t=1"),
+    (np.array([[True], [False]]), r"real numeric array .*got dtype bool"),
+    (np.array([["1"], ["2"]]), r"real numeric array .*got dtype <U1"),
+    (np.zeros((2, 1), dtype=object), r"real numeric array .*got dtype object"),
+    (None, r"real numeric array .*got dtype object"),
+    (np.zeros((1, 1)), re.escape("step input must have shape (2, 1), got (1, 1)")),
+    (np.zeros(2), re.escape("step input must have shape (2, 1), got (2,)")),
+    (np.array([[0.0], [np.nan]]), r"step input at t=1 contains 1 non-finite .*index \(1, 0\)"),
+])
+def test_every_session_step_checks_its_input_the_same_way(tiny, name, bad, pattern):
+    """numpy-fxp dropped the imaginary part of a complex step input; every backend now refuses it, as the
+    reference does, through the one check of backends/base.py."""
+    backend = get_backend(name)
+    s = backend.open_session(backend.prepare(tiny), 2)
+    s.step(np.zeros((2, 1), dtype=np.int32))  # integer input is fine
+    with pytest.raises(S4DInputError, match=pattern):
+        s.step(bad)
+    assert s.step([[0.5], [1.0]]).shape == (2, TINY.n_classes)  # a nested list of floats is fine
+
+
+@pytest.mark.parametrize("name", _session_backends())
+def test_every_session_run_checks_its_chunk(tiny, name):
+    backend = get_backend(name)
+    s = backend.open_session(backend.prepare(tiny), 2)
+    with pytest.raises(S4DInputError, match=r"chunk must be a real numeric array, got dtype complex128"):
+        s.run(np.zeros((2, 3, 1), dtype=complex))
+    with pytest.raises(S4DInputError, match=r"chunk has batch 3, the session was opened for 2"):
+        s.run(np.zeros((3, 3, 1)))
+    with pytest.raises(S4DInputError, match=r"chunk must have shape \(batch, length, d_input=1\)"):
+        s.run(np.zeros((2, 3)))
+    assert s.run(np.zeros((2, 3, 1))).shape == (2, 3, TINY.n_classes)
+
+
+def test_session_set_state_refuses_what_get_state_never_gives():
+    model = S4DModel.create(TINY, 0)
+    for name in ("reference", "numpy-fxp"):
+        backend = get_backend(name)
+        s = backend.open_session(backend.prepare(model), 1)
+        s.step(np.ones((1, 1)))
+        good = s.get_state()
+        with pytest.raises(S4DInputError, match="state must be a dict"):
+            s.set_state([good])
+        with pytest.raises(S4DInputError, match="state lacks 't'"):
+            s.set_state({k: v for k, v in good.items() if k != "t"})
+        with pytest.raises(S4DInputError, match=r"state 't' .* got -1"):
+            s.set_state(dict(good, t=-1))
+        s.set_state(good)

@@ -254,3 +254,40 @@ def test_end_to_end_two_pytest_benchmark_runs(tmp_path, cli_main, capsys):
     assert c.exit_code(False) == 0
     assert cli_main(["bench", "compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
     assert "test_b.py::test_sum" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(extra_info="backend=reference"), r"benchmark 't::x' \(benchmarks\[0\]\): 'extra_info' must be an object"),
+    (dict(fullname=["t", "x"]), r"benchmarks\[0\]: 'fullname' must be a non-empty string, got list"),
+    (dict(fullname=""), r"benchmarks\[0\]: 'fullname' must be a non-empty string"),
+    (dict(name=None), r"benchmarks\[0\]: 'name' must be a non-empty string, got NoneType"),
+    (dict(group=3), r"'group' must be a string or null, got int"),
+    (dict(params=[1]), r"'params' must be an object or null, got list"),
+])
+def test_entries_of_the_wrong_type_are_named(tmp_path, change, match):
+    b = bench("t::x", 1e-3)
+    b.update(change)
+    p = write_run(tmp_path / "run.json", [b])
+    with pytest.raises(S4DInputError, match=match) as e:
+        load_run(p)
+    assert str(p) in str(e.value)
+
+
+def test_commit_info_of_the_wrong_type(tmp_path):
+    p = write_run(tmp_path / "run.json", [bench("t::x", 1e-3)])
+    doc = json.loads(p.read_text())
+    doc["commit_info"] = "abc123"
+    p.write_text(json.dumps(doc))
+    with pytest.raises(S4DInputError, match="commit_info must be an object or null, got str"):
+        load_run(p)
+
+
+def test_cli_json_output_is_checked_before_reading(runs, tmp_path, cli_main, capsys):
+    a = runs[0].path
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    assert cli_main(["bench", "compare", a, str(tmp_path / "missing.json"), "--json", str(blocker / "c.json")]) == 2
+    err = capsys.readouterr().err
+    assert "comparison JSON (--json)" in err and "missing.json" not in err, "the output is checked first"
+    assert cli_main(["bench", "compare", a, a, "--json", a]) == 2
+    assert "is the input file" in capsys.readouterr().err

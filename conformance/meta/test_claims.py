@@ -124,3 +124,66 @@ def test_bad_claims_file_is_a_clear_error(tmp_path):
     p.write_text(CLAIMS_FILE.read_text().replace('check = "accuracy_drop"', 'check = "guess"'))
     with pytest.raises(S4DInputError, match="unknown check 'guess'"):
         load_claims(p)
+
+
+def _claims_file(tmp_path, text):
+    p = tmp_path / "claims.toml"
+    p.write_text(text)
+    return p
+
+
+_CHIP = ('[[claim]]\nid = "lat"\nsource = "s"\nquoted = "q"\nmetric = "m"\ncheck = "chip_vs_jetson"\n'
+         'quantity = "us_per_token"\n')
+
+
+@pytest.mark.parametrize("text, match", [
+    ('claim = "x"\n', r"'claim' must be a non-empty array of tables .*got str 'x'"),
+    ('title = "no claims"\n', r"'claim' must be a non-empty array of tables .*got nothing"),
+    ("claim = [1, 2]\n", r"claim 1 must be a table .*got int"),
+    (_CHIP.replace('quantity = "us_per_token"\n', ""), r"claim 1 \(id 'lat'\): check 'chip_vs_jetson' needs "
+                                                       r"'quantity'"),
+    (_CHIP.replace('quantity = "us_per_token"', 'quantity = "joules"'), r"claim 1 \(id 'lat'\): 'quantity' must be "
+                                                                         "one of"),
+    (_CHIP.replace('id = "lat"\n', ""), r"claim 1 \(id None\) lacks id"),
+    (_CHIP.replace('id = "lat"', "id = 3"), r"'id' must be a non-empty string, got 3"),
+    (_CHIP + "quoted_ratio = \"75\"\n", r"'quoted_ratio' must be a number > 0, got '75'"),
+    (_CHIP + "tolerance_factor = 0.5\n", r"'tolerance_factor' must be >= 1"),
+    (_CHIP + _CHIP, r"claim 2 \(id 'lat'\): id 'lat' is also the id of claim 1"),
+    ('[[claim]]\nid = "e"\nsource = "s"\nquoted = "q"\nmetric = "m"\ncheck = "emulator_vs_lava"\n',
+     r"check 'emulator_vs_lava' needs 'quoted_ratio'"),
+    ("[[claim]\n", r"TOMLDecodeError"),
+])
+def test_malformed_claims_files_name_the_file_and_the_claim(tmp_path, text, match):
+    p = _claims_file(tmp_path, text)
+    with pytest.raises(S4DInputError, match=match) as e:
+        load_claims(p)
+    assert str(p) in str(e.value)
+    with pytest.raises(S4DInputError, match=match):
+        evaluate([], None, claims_file=p)
+
+
+def test_a_well_formed_small_claims_file_is_read(tmp_path):
+    (c,) = load_claims(_claims_file(tmp_path, _CHIP + "quoted_ratio = 75\ntolerance_factor = 3\n"))
+    assert c["quantity"] == "us_per_token"
+
+
+def test_missing_accuracy_file_is_a_clear_error(tmp_path):
+    with pytest.raises(S4DInputError, match=r"accuracy file .*missing.json does not exist"):
+        evaluate([], tmp_path / "missing.json")
+
+
+def test_accuracy_from_part_of_a_test_split_is_marked_partial(tmp_path):
+    rows = [{"dataset": "smnist", "kind": k, "cells": {col: {"accuracy": a, "n": n, "note": note}}}
+            for k, col, a, n, note in (("float", "reference", 0.98, 100, "first 100 of 10000 test samples"),
+                                       ("ptq", "numpy-fxp", 0.97, 100, "first 100 of 10000 test samples"),
+                                       ("qaft", "numpy-fxp", 0.975, 10000, ""))]
+    p = tmp_path / "acc.json"
+    p.write_text(json.dumps({"rows": rows}))
+    v = _by_id(evaluate([], p))["accuracy-drop"]
+    assert v.verdict == "reproduced (partial)" and v.partial
+    assert v.note.startswith("partial:") and "smnist float 100, ptq 100 of 10000 test samples" in v.note
+    assert v.measured["smnist"]["partial"] is True
+    assert "(partial)" in verdicts_markdown([v])
+    # every figure from the full split: not partial
+    full = _by_id(evaluate([], _accuracy(tmp_path, 0.98, 0.97, 0.975)))["accuracy-drop"]
+    assert full.verdict == "reproduced" and not full.partial and "partial" not in full.note
