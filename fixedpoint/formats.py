@@ -23,10 +23,12 @@ import numpy as np
 
 from s4dconf.reference.config import ModelConfig
 from s4dconf.reference.modelfile import MODEL_SCHEMA, model_from_arrays, record_from_arrays
-from s4dconf.reference.npzio import check_schema, read_npz, read_npz_bytes, read_str, write_npz
+from s4dconf.reference.npzio import (DEFAULT_MAX_BYTES, check_entries, check_schema, read_file_bytes, read_npz,
+                                     read_npz_bytes, read_str, write_npz)
 from s4dconf.reference.validate import S4DInputError
 
 FXP_SCHEMA = "s4dconf-model-fixed-point/1"
+FXP_ENTRIES = frozenset({"__schema__", "__config__", "__format__", "__exponents__", "__provenance__"})
 ROUNDING_MODES = ("floor", "half_up")
 SHIFT_MIN, SHIFT_MAX = -32, 52  # dense shifts: a right shift past 52 leaves nothing of a 53-bit accumulator
 EXACT_LIMIT = 2**53  # every intermediate stays below this: exact in int64 and in float64 (SPEC.md 14.5)
@@ -61,6 +63,12 @@ class FxpFormat:
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+def abs_squared(ar: np.ndarray, ai: np.ndarray) -> np.ndarray:
+    """ar^2 + ai^2 of integer arrays, exact in uint64 for |ar|, |ai| <= 2^31 (coef_bits <= 32)."""
+    r, i = np.abs(ar).astype(np.uint64), np.abs(ai).astype(np.uint64)
+    return r * r + i * i
 
 
 def int_range(bits: int) -> tuple[int, int]:
@@ -157,7 +165,7 @@ def validate_fxp(m: FxpModel) -> None:
         m.arrays[name] = a.astype(np.int64)
     for i in range(cfg.n_layers):
         ar, ai = m.arrays[f"layer{i}.Abar_re"], m.arrays[f"layer{i}.Abar_im"]
-        mag2 = ar * ar + ai * ai
+        mag2 = abs_squared(ar, ai)  # in uint64: with coef_bits = 32 an int64 square sum overflows
         if np.any(mag2 >= (1 << (2 * fmt.frac_bits))):
             idx = tuple(int(j) for j in np.argwhere(mag2 >= (1 << (2 * fmt.frac_bits)))[0])
             raise S4DInputError(f"layer{i} Abar{list(idx)} = ({ar[idx]} + {ai[idx]}i) / 2^{fmt.frac_bits} has "
@@ -216,9 +224,10 @@ def save_fxp(m: FxpModel, path: str | Path) -> None:
     write_npz(path, arrays)
 
 
-def load_fxp(path: str | Path) -> FxpModel:
-    """Load and validate a fixed-point model file; every failure names the file and the problem."""
-    return fxp_from_arrays(read_npz(path, "fixed-point model file"), path)
+def load_fxp(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> FxpModel:
+    """Load and validate a fixed-point model file; every failure names the file and the problem. `max_bytes` caps
+    the arrays' total size (see npzio.read_npz)."""
+    return fxp_from_arrays(read_npz(path, "fixed-point model file", max_bytes), path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,13 +241,12 @@ class ModelFile:
     schema: str
 
 
-def read_model_file(path: str | Path) -> ModelFile:
-    """Either kind of model file (float64 or fixed point, by its schema), its bytes read once."""
+def read_model_file(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> ModelFile:
+    """Either kind of model file (float64 or fixed point, by its schema), its bytes read once. `max_bytes` caps
+    the arrays' total size (see npzio.read_npz)."""
     path = Path(path)
-    if not path.is_file():
-        raise S4DInputError(f"model file not found: {path}")
-    data = path.read_bytes()
-    arrays = read_npz_bytes(data, path, "model file")
+    data = read_file_bytes(path, "model file", max_bytes)
+    arrays = read_npz_bytes(data, path, "model file", max_bytes)
     schema = read_str(arrays, "__schema__", path, "model file")
     if schema == FXP_SCHEMA:
         model = fxp_from_arrays(arrays, path)
@@ -253,6 +261,7 @@ def fxp_from_arrays(arrays: dict, path) -> FxpModel:
     """The validated FxpModel of a fixed-point model file's arrays; `path` names the file in errors."""
     check_schema(arrays, path, "fixed-point model file", FXP_SCHEMA,
                  {"float64": "a float64 model file: quantise it first with `s4dconf quantize`"})
+    check_entries(arrays, FXP_ENTRIES, path, "fixed-point model file")
     try:
         cfg = ModelConfig.from_json(read_str(arrays, "__config__", path, "fixed-point model file"))
         fmt_d = json.loads(read_str(arrays, "__format__", path, "fixed-point model file"))
@@ -262,7 +271,8 @@ def fxp_from_arrays(arrays: dict, path) -> FxpModel:
             config=cfg, fmt=FxpFormat(**fmt_d), inp_exp=ex["inp_exp"], act_exp=tuple(ex["act_exp"]),
             out_exp=ex["out_exp"], w_exp=dict(ex["w_exp"]), provenance=prov,
             arrays={k: v for k, v in arrays.items() if not k.startswith("__")})
-    except (S4DInputError, KeyError, TypeError, json.JSONDecodeError) as e:
+    # S4DInputError and json.JSONDecodeError are ValueErrors; RecursionError: JSON nested too deep
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
         raise S4DInputError(f"fixed-point model file {path}: {type(e).__name__}: {e}") from None
 
 

@@ -36,7 +36,7 @@ from s4dconf.reference.s4d import s4d_recurrence
 from s4dconf.reference.validate import S4DInputError, as_input_sequence
 
 from .engine import run_fxp
-from .formats import FxpFormat, FxpModel, int_range, weight_range
+from .formats import FxpFormat, FxpModel, abs_squared, int_range, weight_range
 
 MAX_FRAC = 40  # fractional bits given to a signal that is identically zero in calibration
 DEFAULT_HEADROOM_BITS = 1
@@ -118,7 +118,7 @@ def stabilise(ar: np.ndarray, ai: np.ndarray, F: int) -> tuple[np.ndarray, np.nd
     ar, ai = ar.copy(), ai.copy()
     one2 = 1 << (2 * F)
     while True:
-        bad = ar * ar + ai * ai >= one2
+        bad = abs_squared(ar, ai) >= one2
         if not bad.any():
             return ar, ai
         ar[bad] -= np.sign(ar[bad])

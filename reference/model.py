@@ -199,6 +199,24 @@ def validate_params(cfg: ModelConfig, params: dict) -> dict[str, np.ndarray]:
                     f"parameter layer{i}.{key}{list(idx)} = {float(a[idx])!r} is outside ({_EXP_MIN}, {_EXP_MAX}): "
                     f"{what} would be 0 or overflow in float64 (Re(A) must be < 0, dt > 0 and finite)"
                 )
+    # Re(A) < 0 is not enough in float64: with exp(a_re) tiny against 1/dt (a_re = -60, say) dt Re(A) is lost
+    # against 1 and |Abar| = 1, a mode that never decays (SPEC.md 3.4). Checked on the Abar the model will use.
+    for i in range(cfg.n_layers):
+        a_re, a_im, log_dt = (out[f"layer{i}.{k}"] for k in ("a_re", "a_im", "log_dt"))
+        A = -np.exp(a_re) + 1j * a_im
+        dt = np.exp(log_dt)
+        Abar, _ = discretize(A, np.zeros_like(A), dt, cfg.discretization)
+        dt_re_a = dt[:, None] * A.real
+        bad = ~(np.abs(Abar) < 1.0) | ~(1.0 + dt_re_a < 1.0)
+        if np.any(bad):
+            h, n = (int(j) for j in np.argwhere(bad)[0])
+            mag, x = float(np.abs(Abar[h, n])), float(dt_re_a[h, n])
+            why = f"|Abar| = {mag!r} >= 1" if mag >= 1.0 else f"|Abar| = {mag!r} only by rounding"
+            raise S4DInputError(
+                f"parameters layer{i}.a_re[{h}, {n}] = {float(a_re[h, n])!r} with layer{i}.log_dt[{h}] = "
+                f"{float(log_dt[h])!r}: dt Re(A) = {x!r}, {why} ({cfg.discretization}): the mode would not "
+                "decay; the valid domain (SPEC.md 3.4) has -Re(A) >= 1e-3 and dt >= 1e-4"
+            )
     return out
 
 

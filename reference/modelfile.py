@@ -9,10 +9,11 @@ import numpy as np
 
 from .config import ModelConfig
 from .model import S4DModel, param_shapes
-from .npzio import check_schema, read_npz, read_str, write_npz
+from .npzio import DEFAULT_MAX_BYTES, check_entries, check_schema, read_npz, read_str, write_npz
 from .validate import S4DInputError
 
 MODEL_SCHEMA = "s4dconf-model-float64/1"
+MODEL_ENTRIES = frozenset({"__schema__", "__config__", "__record__"})  # besides the parameter arrays (SPEC.md 7)
 
 
 def save_model(model: S4DModel, path: str | Path, record: dict | None = None) -> None:
@@ -25,9 +26,9 @@ def save_model(model: S4DModel, path: str | Path, record: dict | None = None) ->
     write_npz(path, arrays)
 
 
-def load_record(path: str | Path) -> dict:
+def load_record(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> dict:
     """The "__record__" of a model file (float64 or fixed-point), {} when it has none."""
-    return record_from_arrays(read_npz(path, "model file"), path)
+    return record_from_arrays(read_npz(path, "model file", max_bytes), path)
 
 
 def record_from_arrays(arrays: dict, path) -> dict:
@@ -35,24 +36,31 @@ def record_from_arrays(arrays: dict, path) -> dict:
     for key in ("__record__", "__provenance__"):
         if key in arrays:
             try:
-                return json.loads(read_str(arrays, key, path, "model file"))
-            except json.JSONDecodeError as e:
+                record = json.loads(read_str(arrays, key, path, "model file"))
+            except (ValueError, RecursionError) as e:  # JSONDecodeError, too many digits, too deep
                 raise S4DInputError(f"model file {path}: {key} is not valid JSON: {e}") from None
+            if not isinstance(record, dict):
+                raise S4DInputError(f"model file {path}: {key} must be a JSON object, got {type(record).__name__}")
+            return record
     return {}
 
 
-def load_model(path: str | Path) -> S4DModel:
-    """Load and validate a float64 model file; every failure names the file and the problem."""
-    return model_from_arrays(read_npz(path, "model file"), path)
+def load_model(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> S4DModel:
+    """Load and validate a float64 model file; every failure names the file and the problem. `max_bytes` caps the
+    arrays' total size (see npzio.read_npz)."""
+    return model_from_arrays(read_npz(path, "model file", max_bytes), path)
 
 
 def model_from_arrays(arrays: dict, path) -> S4DModel:
     """The validated S4DModel of a float64 model file's arrays; `path` names the file in errors."""
     check_schema(arrays, path, "model file", MODEL_SCHEMA, {"fixed": "a fixed-point model file: give it to a fixed-point backend"})
+    check_entries(arrays, MODEL_ENTRIES, path, "model file")
     try:
         cfg = ModelConfig.from_json(read_str(arrays, "__config__", path, "model file"))
     except S4DInputError as e:
         raise S4DInputError(f"model file {path}: {e}") from None
+    except (ValueError, RecursionError) as e:  # JSON numbers with too many digits, nesting too deep
+        raise S4DInputError(f"model file {path}: config JSON is not readable: {e}") from None
     params = {k: v for k, v in arrays.items() if not k.startswith("__")}
     missing = [k for k in param_shapes(cfg) if k not in params]
     if missing:

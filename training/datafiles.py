@@ -3,13 +3,16 @@ or gzip), CIFAR-10's binary batches, image trees and tar archives of them, and t
 raises S4DInputError naming the file and what to do; a dataset found nowhere raises DatasetNotFound."""
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
 import io
 import logging
+import lzma
 import math
 import os
 import stat
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -31,6 +34,8 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 
 IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
+
+IDX_MAX_ITEMS = 70_000  # all of MNIST (60,000 train + 10,000 test) in one file: the most an idx header may claim
 
 MNIST_SIDE = 28
 
@@ -94,16 +99,52 @@ def check_labels(y: np.ndarray, where) -> None:
 
 
 
-def _read_maybe_gzip(path: Path) -> bytes:
-    """The file's bytes, gunzipped when the name ends in .gz or the bytes start with the gzip magic."""
-    raw = path.read_bytes()
-    if path.suffix != ".gz" and raw[:2] != b"\x1f\x8b":
-        return raw
+def _read_idx_bytes(path: Path, magic: int) -> bytes:
+    """The uncompressed bytes of an idx file (plain, or gzip when the name ends in .gz or the bytes start with the
+    gzip magic). The header is read first; no more than it needs plus one byte is read (decompressed), and a header
+    claiming more than IDX_MAX_ITEMS items is refused before anything else is read - a damaged count or a gzip bomb
+    never costs more memory than the largest MNIST file. Problems of the content are left to _parse_idx."""
+    header = 4 + 4 * (magic & 0xFF)
+    gz = path.suffix == ".gz"
     try:
-        return gzip.decompress(raw)
+        with open(path, "rb") as f:
+            gz = gz or f.read(2) == b"\x1f\x8b"
+            f.seek(0)
+            stream = gzip.GzipFile(fileobj=f, mode="rb") if gz else f
+            try:
+                data = _read_up_to(stream, header)
+                if len(data) < header or int.from_bytes(data[:4], "big") != magic:
+                    return data  # too short, or another magic: _parse_idx says which
+                dims = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(magic & 0xFF))
+                n_bytes = math.prod(dims)
+                most = IDX_MAX_ITEMS * (MNIST_SIDE * MNIST_SIDE if len(dims) == 3 else 1)
+                if dims[0] > IDX_MAX_ITEMS or n_bytes > most:
+                    raise S4DInputError(
+                        f"{path}: its idx header claims dims {dims} ({n_bytes} bytes), more than any MNIST file "
+                        f"holds (at most {IDX_MAX_ITEMS} items, {most} bytes); the file is corrupt or not an MNIST "
+                        "file - replace it")
+                return data + _read_up_to(stream, n_bytes + 1)  # + 1: trailing bytes are seen
+            finally:
+                if gz:
+                    stream.close()
     except (OSError, EOFError, zlib.error) as e:
+        if not gz:
+            raise S4DInputError(f"{path}: cannot be read ({type(e).__name__}: {e}); check the file and its "
+                                "permissions") from e
         raise S4DInputError(f"{path}: not a valid gzip file ({type(e).__name__}: {e}); it is corrupt or truncated - "
                             "replace it (an uncompressed copy without the .gz suffix also works)") from e
+
+
+def _read_up_to(f, n: int) -> bytes:
+    """Up to n bytes of a stream (fewer only at its end)."""
+    parts, left = [], n
+    while left > 0:
+        chunk = f.read(min(left, 1 << 22))
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
 
 
 
@@ -146,7 +187,7 @@ def _find_mnist(split: str, dirs: list[Path]) -> tuple[Path, Path]:
 
 def load_mnist_arrays(split: str, dirs: list[Path]):
     img_path, lab_path = _find_mnist(split, dirs)
-    img_bytes, lab_bytes = _read_maybe_gzip(img_path), _read_maybe_gzip(lab_path)
+    img_bytes, lab_bytes = _read_idx_bytes(img_path, IDX_IMAGES_MAGIC), _read_idx_bytes(lab_path, IDX_LABELS_MAGIC)
     images = _parse_idx(img_bytes, IDX_IMAGES_MAGIC, img_path)
     labels = _parse_idx(lab_bytes, IDX_LABELS_MAGIC, lab_path)
     if images.shape[1:] != (MNIST_SIDE, MNIST_SIDE):
@@ -251,11 +292,18 @@ def _decode_image(src, where) -> np.ndarray:
         raise S4DInputError("reading CIFAR-10 image files needs Pillow: pip install pillow") from e
     try:
         with Image.open(src) as im:
+            # the size comes from the header: checked before decoding, so a huge image costs no memory
+            if im.size != (CIFAR_SIDE, CIFAR_SIDE):
+                raise S4DInputError(f"{where}: image is {im.size[0]}x{im.size[1]}, CIFAR-10 images are 32x32")
             a = np.asarray(im.convert("RGB"), np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise S4DInputError(f"{where}: cannot decode the image ({e}); replace or remove the file") from e
-    if a.shape != (CIFAR_SIDE, CIFAR_SIDE, 3):
-        raise S4DInputError(f"{where}: image is {a.shape[1]}x{a.shape[0]}, CIFAR-10 images are 32x32")
+    except S4DInputError:
+        raise
+    # what Pillow raises on damaged files: its own errors, OSError (truncated, decoder errors), and the parsing
+    # errors of its plugins (SyntaxError "broken PNG file", struct.error, EOFError, ...)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, EOFError, SyntaxError,
+            struct.error, IndexError, TypeError, KeyError, zlib.error) as e:
+        raise S4DInputError(f"{where}: cannot decode the image ({type(e).__name__}: {e}); replace or remove the "
+                            "file") from e
     return a
 
 
@@ -321,20 +369,88 @@ def _check_member(m: tarfile.TarInfo, tar_path: Path) -> None:
 
 
 
+TAR_MAX_MEMBERS = 100_000  # CIFAR-10 as an image tree: 60,000 images and a few folders and notes
+TAR_MAX_IMAGE_BYTES = 1 << 20  # one 32x32 image file (a PNG or JPEG of CIFAR-10 is a few kB)
+_TAR_MAX_READ = 16 << 20  # the largest single read tarfile may make (headers, pax/long-name records, one image)
+
+
+class _BoundedReads(io.RawIOBase):
+    """A read-only view of a (decompressing) stream that refuses any single read above `limit` bytes: tarfile
+    reads a pax or GNU long-name record whole, so a header claiming gigabytes would otherwise be decompressed
+    into memory. Seeks pass through (forward seeks of a decompressor stream in bounded chunks)."""
+
+    def __init__(self, raw, limit: int, where):
+        super().__init__()
+        self._raw, self._limit, self._where = raw, limit, where
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def read(self, n=-1):
+        if n is None or n < 0 or n > self._limit:
+            raise S4DInputError(f"{self._where}: refusing the archive: a tar record needs a read of "
+                                f"{'all remaining' if n is None or n < 0 else n} bytes, more than the "
+                                f"{self._limit} an image-tree archive can need; the archive is corrupt or not an "
+                                "image tree - replace it")
+        return self._raw.read(n)
+
+    def readinto(self, b):
+        data = self.read(len(b))
+        b[:len(data)] = data
+        return len(data)
+
+    def seek(self, offset, whence=0):
+        return self._raw.seek(offset, whence)
+
+    def tell(self):
+        return self._raw.tell()
+
+
+def _open_tar_stream(f):
+    """The uncompressed stream of a tar file: gzip, bzip2 and xz are recognised by their magic bytes."""
+    magic = f.read(6)
+    f.seek(0)
+    if magic[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=f, mode="rb")
+    if magic[:3] == b"BZh":
+        return bz2.BZ2File(f)
+    if magic == b"\xfd7zXZ\x00":
+        return lzma.LZMAFile(f)
+    return f
+
+
 def _decode_tar(tar_path: Path) -> dict:
-    """{split: (x, y, n_jpeg)} for the splits present, from one sequential pass over the archive."""
+    """{split: (x, y, n_jpeg)} for the splits present, from one sequential pass over the archive. Memory is bounded
+    whatever the archive holds: at most TAR_MAX_MEMBERS members, an image member of at most TAR_MAX_IMAGE_BYTES
+    (its size is checked before it is read, its pixel size before it is decoded), no record read above 16 MiB."""
     items = {s: [] for s in SPLITS}
     try:
-        with tarfile.open(tar_path, "r:*") as tf:
-            for m in tf:
+        with open(tar_path, "rb") as f, tarfile.open(fileobj=_BoundedReads(_open_tar_stream(f), _TAR_MAX_READ,
+                                                                           tar_path), mode="r:") as tf:
+            for count, m in enumerate(tf, 1):
+                if count > TAR_MAX_MEMBERS:
+                    raise S4DInputError(f"{tar_path}: refusing the archive: more than {TAR_MAX_MEMBERS} members, "
+                                        "more than an image tree of CIFAR-10 holds")
                 _check_member(m, tar_path)
                 key = _tree_key(PurePosixPath(m.name).parts, tar_path) if m.isfile() else None
                 if key is not None:
+                    if m.size > TAR_MAX_IMAGE_BYTES:
+                        raise S4DInputError(f"{tar_path}: refusing the archive: member {m.name!r} is {m.size} "
+                                            f"bytes, more than {TAR_MAX_IMAGE_BYTES} for a 32x32 image; the archive "
+                                            "is corrupt or not a CIFAR-10 image tree")
                     data = tf.extractfile(m).read()
+                    if len(data) != m.size:
+                        raise S4DInputError(f"{tar_path}: member {m.name!r} holds {len(data)} of its {m.size} "
+                                            "bytes; the archive is truncated - replace it")
                     lossy = _IMAGE_SUFFIXES[PurePosixPath(m.name).suffix.lower()]
                     items[key[0]].append((key[1], m.name, lossy, _decode_image(io.BytesIO(data),
                                                                                f"{tar_path}:{m.name}")))
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+    except S4DInputError:
+        raise
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError, ValueError, UnicodeError) as e:
         raise S4DInputError(f"{tar_path}: cannot read the archive ({type(e).__name__}: {e}); it is corrupt or "
                             "truncated - replace it") from e
     return {s: _stack(v, tar_path, s) for s, v in items.items() if v}

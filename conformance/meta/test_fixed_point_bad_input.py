@@ -341,3 +341,12 @@ def test_out_of_range_input_is_saturated_not_refused(fxp):
     assert s.get_state()["saturations"]["input"] == 3
     run = NumpyFxpBackend().run(fxp, u, "integer")
     assert run.saturations["input"] == 3 and np.isfinite(run.step_logits).all()
+
+
+def test_abar_magnitude_check_does_not_overflow_at_32_coefficient_bits():
+    # |Abar|^2 of two 32-bit coefficients does not fit int64 (it wrapped negative and passed): squared in uint64
+    from s4dconf.fixedpoint.formats import abs_squared
+
+    big = np.full(3, -(2 ** 31), dtype=np.int64)
+    assert (abs_squared(big, big) == np.uint64(2 ** 63)).all()
+    assert int((big * big + big * big)[0]) < 0  # what the int64 check computed
