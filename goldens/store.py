@@ -41,7 +41,7 @@ from s4dconf.reference.inputs import FAMILIES, make_input
 from s4dconf.reference.metrics import rel_l2
 from s4dconf.reference.model import S4DModel
 from s4dconf.reference.modelfile import load_model, params_digest, save_model
-from s4dconf.reference.npzio import read_npz, sha256_file, write_npz
+from s4dconf.reference.npzio import atomic_write, read_npz, sha256_file, write_npz
 from s4dconf.reference.validate import S4DInputError
 
 from .integer import (SATURATION_BY_NAME, check_fxp_case_arrays, check_fxp_expected, expected_fxp_files,
@@ -215,7 +215,8 @@ def generate(out_dir: Path = GOLDEN_DIR, configs=None, families=None, log=print)
 
 def _write_manifest(out_dir: Path, manifest: dict) -> None:
     manifest["files"] = {f.name: sha256_file(f) for f in sorted(out_dir.glob("*.npz"))}
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    text = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+    atomic_write(out_dir / "manifest.json", lambda f: f.write(text), "golden manifest")
 
 
 @dataclasses.dataclass

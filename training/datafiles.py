@@ -11,16 +11,14 @@ import logging
 import lzma
 import math
 import os
-import stat
 import struct
 import tarfile
-import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from s4dconf.reference.npzio import sha256_file
+from s4dconf.reference.npzio import atomic_write, read_npz, sha256_file
 from s4dconf.reference.validate import S4DInputError
 
 N_CLASSES = 10
@@ -50,7 +48,7 @@ _CIFAR_BIN_FILES = {"train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)), 
 
 _IMAGE_SUFFIXES = {".png": False, ".jpg": True, ".jpeg": True}  # suffix -> lossy
 
-_CACHE_FOLDER = ".s4dconf-cache"
+CACHE_ENV_VAR = "S4DCONF_CACHE"
 
 _CACHE_VERSION = 1
 
@@ -344,7 +342,7 @@ def _load_image_tree(root: Path, split: str):
         st = p.stat()
         h.update(f"\n{p.relative_to(root)}\t{st.st_size}\t{st.st_mtime_ns}".encode())
     key = h.hexdigest()
-    cache = _cache_dir(root) / f"cifar10-tree-{key[:16]}-{split}.npz"
+    cache = cache_dir() / f"cifar10-tree-{key[:16]}-{split}.npz"
     hit = _read_cache(cache, key)
     if hit is None:
         log.info("decoding %d CIFAR-10 %s images under %s once; cache: %s", len(files), split, folder, cache)
@@ -460,7 +458,7 @@ def _decode_tar(tar_path: Path) -> dict:
 def _load_image_tar(tar_path: Path, split: str):
     digest = sha256_file(tar_path)
     key = f"v{_CACHE_VERSION} {digest}"
-    caches = {s: _cache_dir(tar_path.parent) / f"cifar10-tar-{digest[:16]}-{s}.npz" for s in SPLITS}
+    caches = {s: cache_dir() / f"cifar10-tar-{digest[:16]}-{s}.npz" for s in SPLITS}
     hit = _read_cache(caches[split], key)
     if hit is None:
         log.info("decoding the CIFAR-10 images of %s once (both splits); cache: %s", tar_path, caches[split].parent)
@@ -477,22 +475,12 @@ def _load_image_tar(tar_path: Path, split: str):
 
 
 
-def _writable(folder: Path) -> bool:
-    """True when the folder's permission bits allow writing (root ignores the bits; a read-only share should not
-    get a cache written into it all the same)."""
-    try:
-        mode = folder.stat().st_mode
-    except OSError:
-        return False
-    return os.access(folder, os.W_OK) and bool(mode & stat.S_IWUSR)
-
-
-
-def _cache_dir(near: Path) -> Path:
-    if _writable(near):
-        return near / _CACHE_FOLDER
+def cache_dir() -> Path:
+    """Where decoded images are cached: $S4DCONF_CACHE, else $XDG_CACHE_HOME/s4dconf, else ~/.cache/s4dconf (the
+    user's cache folder). Never the data folder: it may be shared or mounted read-only."""
+    if os.environ.get(CACHE_ENV_VAR):
+        return Path(os.environ[CACHE_ENV_VAR]).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "s4dconf"
-
 
 
 def _read_cache(path: Path, key: str):
@@ -500,11 +488,11 @@ def _read_cache(path: Path, key: str):
     if not path.is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if str(z["key"]) != key:
-                return None
-            x, y, n_jpeg = z["x"], z["y"].astype(np.int64), int(z["n_jpeg"])
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        z = read_npz(path, "decoded-image cache")
+        if str(z["key"]) != key:
+            return None
+        x, y, n_jpeg = z["x"], z["y"].astype(np.int64), int(z["n_jpeg"])
+    except (S4DInputError, KeyError, ValueError):
         return None
     if x.dtype != np.uint8 or x.shape[1:] != (CIFAR_SIDE * CIFAR_SIDE, 3) or y.shape != x.shape[:1]:
         return None
@@ -513,13 +501,9 @@ def _read_cache(path: Path, key: str):
 
 
 def _write_cache(path: Path, key: str, x: np.ndarray, y: np.ndarray, n_jpeg: int) -> None:
-    """Write atomically (temporary file, then rename); a cache that cannot be written is only a slower next load."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write atomically; a cache that cannot be written is only a slower next load."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            np.savez(f, x=x, y=y.astype(np.uint8), n_jpeg=np.int64(n_jpeg), key=np.str_(key))
-        os.replace(tmp, path)
-    except OSError as e:
-        log.warning("could not write the decoded-image cache %s (%s); the next load decodes again", path, e)
-        tmp.unlink(missing_ok=True)
+        atomic_write(path, lambda f: np.savez(f, x=x, y=y.astype(np.uint8), n_jpeg=np.int64(n_jpeg),
+                                              key=np.str_(key)), "decoded-image cache", make_dirs=True)
+    except S4DInputError as e:
+        log.warning("could not write the decoded-image cache (%s); the next load decodes again", e)

@@ -29,8 +29,8 @@ the environment variable ``S4DCONF_DATA``, else the first of ``DEFAULT_DATA_DIRS
   unpickling them could run arbitrary code. JPEG sources are lossy: ``meta["lossy"]`` is then True.
 
 Decoding 60,000 images is slow, so trees and tars are decoded once and the uint8 arrays cached as uncompressed
-``.npz`` in ``.s4dconf-cache/`` in the tree's folder or next to the tar if that folder is writable (by its permission bits), else in
-``$XDG_CACHE_HOME/s4dconf`` (``~/.cache/s4dconf``). A tar is read in memory member by member, never
+``.npz`` in the user's cache folder: ``$S4DCONF_CACHE``, else ``$XDG_CACHE_HOME/s4dconf``, else
+``~/.cache/s4dconf``; never in the data folder, which may be shared or read-only. A tar is read in memory member by member, never
 extracted to disk; members with absolute paths, ``..`` or links are refused all the same. Its cache name
 holds the tar's sha256. ``meta["cache"]`` and ``meta["cache_hit"]`` say what happened.
 

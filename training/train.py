@@ -23,6 +23,7 @@ from s4dconf.fixedpoint.formats import save_fxp
 from s4dconf.reference.config import ModelConfig
 from s4dconf.reference.model import init_params
 from s4dconf.reference.modelfile import params_digest, save_model
+from s4dconf.reference.npzio import atomic_write
 from s4dconf.reference.validate import S4DInputError
 
 from .datasets import SequenceDataset, load_dataset, train_val_split
@@ -265,13 +266,11 @@ def _jsonable(d: dict) -> dict:
 def save_checkpoint(path, spec: TrainSpec, module, opt, sched, state: dict) -> None:
     import torch
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"schema": CHECKPOINT_SCHEMA, "config": spec.config.to_json(), "dataset": spec.dataset,
-                "model": module.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "state": json.dumps(state)}, tmp)
-    tmp.replace(path)  # a crash while writing leaves the previous good checkpoint
+    ck = {"schema": CHECKPOINT_SCHEMA, "config": spec.config.to_json(), "dataset": spec.dataset,
+          "model": module.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+          "state": json.dumps(state)}
+    # atomic: a crash while writing leaves the previous good checkpoint
+    atomic_write(path, lambda f: torch.save(ck, f), "checkpoint", make_dirs=True)
 
 
 def load_checkpoint(path, spec: TrainSpec, module, opt, sched) -> dict:

@@ -22,9 +22,11 @@ CLASSES = datafiles.CIFAR10_CLASSES
 
 
 @pytest.fixture(autouse=True)
-def _no_env(monkeypatch):
-    """Tests name their data directory; a user's S4DCONF_DATA must not leak in."""
+def _no_env(monkeypatch, tmp_path):
+    """Tests name their data directory; a user's S4DCONF_DATA must not leak in, and caches go to a temporary
+    user cache folder."""
     monkeypatch.delenv(ds.ENV_VAR, raising=False)
+    monkeypatch.setenv(datafiles.CACHE_ENV_VAR, str(tmp_path / "user-cache"))
 
 
 # ------------------------------------------------------------------------------------------- synthetic writers
@@ -345,7 +347,8 @@ def test_cifar_png_tree_exact_and_cached(tmp_path, top):
     x, y = written["test"]
     assert np.array_equal(first.x, x) and np.array_equal(first.y, y)
     assert first.meta["format"] == "image-tree" and first.meta["lossy"] is False and not first.meta["cache_hit"]
-    assert Path(first.meta["cache"]).is_file() and Path(first.meta["cache"]).parent == root / ".s4dconf-cache"
+    assert Path(first.meta["cache"]).is_file() and Path(first.meta["cache"]).parent == tmp_path / "user-cache"
+    assert not list(tmp_path.glob("cifar10/**/*.npz"))  # nothing written into the data folder
     second = ds.load_dataset("scifar", "test", tmp_path)
     assert second.meta["cache_hit"] and np.array_equal(second.x, x) and np.array_equal(second.y, y)
     # an edited image changes the tree's fingerprint: decoded again, not served stale from the cache
@@ -416,18 +419,15 @@ def test_cifar_corrupt_tar(tmp_path):
     raises([str(tar), "cannot read the archive"], ds.load_dataset, "scifar", "train", tmp_path)
 
 
-def test_cifar_cache_goes_to_user_cache_when_source_folder_is_read_only(tmp_path, monkeypatch):
+def test_cifar_cache_goes_to_the_user_cache_folder_never_the_data_folder(tmp_path, monkeypatch):
     write_tree(tmp_path / "tree", per_class=1, classes=CLASSES[:1])
     folder = tmp_path / "data" / "cifar10"
     write_tar(folder / "x.tar.gz", tmp_path / "tree")
+    monkeypatch.delenv(datafiles.CACHE_ENV_VAR)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    folder.chmod(0o555)
-    try:
-        d = ds.load_dataset("scifar", "test", tmp_path / "data")
-    finally:
-        folder.chmod(0o755)
+    d = ds.load_dataset("scifar", "test", tmp_path / "data")
     assert Path(d.meta["cache"]).parent == tmp_path / "xdg" / "s4dconf" and Path(d.meta["cache"]).is_file()
-    assert not (folder / ".s4dconf-cache").exists()
+    assert sorted(p.name for p in folder.iterdir()) == ["x.tar.gz"]  # the data folder is read, never written
 
 
 def test_cifar_python_version_is_never_unpickled(tmp_path):
