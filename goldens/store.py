@@ -415,6 +415,18 @@ def _check_manifest_structure(m: dict, mpath: Path) -> None:
             fail(f"{key}.{name}", f"= {v!r} is not a plain file name inside the golden folder (no path separator, "
                                   "no '..', not absolute)")
 
+    def case_entries(v, where: str):
+        """(key, entry) of a list of cases, each an object with string id, config, family and a plain file."""
+        if not isinstance(v, list):
+            fail(where, f"must be an array, got {_json_kind(v)}")
+        for i, entry in enumerate(v):
+            key = f"{where}[{i}]"
+            obj(entry, key)
+            for name in ("id", "config", "family"):
+                field(entry, name, key)
+            file_name(entry, "file", key)
+            yield key, entry
+
     obj(m["generator"], "generator")
     for name, digest in obj(m["files"], "files").items():
         if not _plain_name(name):
@@ -430,14 +442,7 @@ def _check_manifest_structure(m: dict, mpath: Path) -> None:
         file_name(entry, "file", key, null=True)
         field(entry, "seed", key, (int,))
         field(entry, "params_sha256", key)
-    if not isinstance(m["cases"], list):
-        fail("cases", f"must be an array, got {_json_kind(m['cases'])}")
-    for i, entry in enumerate(m["cases"]):
-        key = f"cases[{i}]"
-        obj(entry, key)
-        for name in ("id", "config", "family"):
-            field(entry, name, key)
-        file_name(entry, "file", key)
+    for key, entry in case_entries(m["cases"], "cases"):
         file_name(entry, "input", key)
     if "fixed_point" not in m:
         return
@@ -450,16 +455,9 @@ def _check_manifest_structure(m: dict, mpath: Path) -> None:
         obj(entry, key)
         file_name(entry, "file", key)
         field(entry, "fxp_sha256", key)
-    if not isinstance(fxp["cases"], list):
-        fail("fixed_point.cases", f"must be an array, got {_json_kind(fxp['cases'])}")
-    for i, entry in enumerate(fxp["cases"]):
-        key = f"fixed_point.cases[{i}]"
-        obj(entry, key)
-        for name in ("id", "config", "family"):
-            field(entry, name, key)
+    for key, entry in case_entries(fxp["cases"], "fixed_point.cases"):
         if "model" in entry:
             field(entry, "model", key)
-        file_name(entry, "file", key)
         file_name(entry, "input", key)
 
 
