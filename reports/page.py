@@ -18,8 +18,9 @@ from markupsafe import Markup
 
 from .tables import markdown_table
 
-SECTIONS = {"machine": "Machine", "conformance": "Conformance matrix", "errors": "Error distributions per backend",
-            "accuracy": "Accuracy", "benchmarks": "Benchmarks", "claims": "Claims", "resources": "Resources"}
+SECTIONS = {"summary": "Summary", "conformance": "Conformance matrix", "errors": "Error distributions per backend",
+            "accuracy": "Accuracy", "benchmarks": "Benchmarks", "claims": "Claims", "resources": "Resources",
+            "machine": "Machines"}  # in the page's order: the answer first, the details after it
 
 
 @dataclasses.dataclass
@@ -56,6 +57,16 @@ class TableBlock:
 
     def markdown(self) -> str:
         return markdown_table(self.header, [[c.text for c in r] for r in self.cells()])
+
+
+@dataclasses.dataclass
+class Details:
+    """A collapsed block (HTML `<details>`): a one-line summary, then blocks and/or a list of plain-text items."""
+
+    summary: str
+    blocks: list = dataclasses.field(default_factory=list)
+    items: list = dataclasses.field(default_factory=list)
+    kind = "details"
 
 
 @dataclasses.dataclass
@@ -137,11 +148,12 @@ def _environment() -> jinja2.Environment:
 ENVIRONMENT = _environment()
 
 
-def render_html(sections: list[ReportSection], title: str) -> str:
-    """The self-contained HTML page (inline CSS and the img-check script, no external resource)."""
-    return ENVIRONMENT.get_template("report.html.j2").render(sections=sections, title=title)
+def render_html(sections: list[ReportSection], title: str, lead: str = "") -> str:
+    """The self-contained HTML page (inline CSS and the img-check script, no external resource): the title, the
+    lead line, the summary section, the contents, then the other sections."""
+    return ENVIRONMENT.get_template("report.html.j2").render(sections=sections, title=title, lead=lead)
 
 
-def render_markdown(sections: list[ReportSection], title: str) -> str:
+def render_markdown(sections: list[ReportSection], title: str, lead: str = "") -> str:
     """The Markdown mirror of the page (images linked from img/)."""
-    return ENVIRONMENT.get_template("report.md.j2").render(sections=sections, title=title)
+    return ENVIRONMENT.get_template("report.md.j2").render(sections=sections, title=title, lead=lead)

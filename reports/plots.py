@@ -1,7 +1,8 @@
 """The report's figures (matplotlib, Agg canvas, no pyplot state), each saved as a PNG under img/ and returned as a
-`ReportImage` with its alt text and caption: the error strip plots (section 3) and, per (config, L), the streaming
-latency bars and the throughput-vs-batch lines (section 5). Only measured numbers are drawn; the Loihi 2 chip
-step time quoted from the paper is a labelled reference line."""
+`ReportImage` with its alt text and caption: the error strip plots and, per benchmark run (one machine per
+figure), the streaming latency bars and the throughput-vs-batch lines, one panel per (config, L), each series
+labelled on the plot rather than in a legend. Only measured numbers are drawn; the Loihi 2 chip step time quoted
+from the paper is a labelled reference line."""
 from __future__ import annotations
 
 import math
@@ -11,8 +12,6 @@ from pathlib import Path
 import numpy as np
 
 from .page import ReportImage
-
-QUOTED_CHIP = "quoted: Loihi 2, paper"
 
 
 def _new_figure(w: float, h: float):
@@ -46,9 +45,9 @@ def _strip_row(ax, y: float, points: list, metrics: list, colours: dict, edges: 
         is_good = (xs == -math.inf) if fail_right else (xs == math.inf)
         is_bad = ~np.isfinite(xs) & ~is_good
         for sel, x, style, what in ((np.isfinite(xs), xs, {"s": 12, "alpha": 0.6}, m),
-                                    (is_good, good, {"s": 30, "marker": "x"}, f"{m}: exact (at the edge)"),
+                                    (is_good, good, {"s": 30, "marker": "x"}, "exact (drawn at the edge)"),
                                     (is_bad, bad, {"s": 40, "marker": "X", "edgecolor": "tab:red"},
-                                     f"{m}: non-finite (at the edge)")):
+                                     "non-finite (drawn at the edge)")):
             if sel.any():
                 ax.scatter(np.broadcast_to(x, xs.shape)[sel], ys[sel], color=colours[m], **style,
                            label=what if what not in labelled else None)
@@ -88,104 +87,150 @@ def strip_plot(img_dir: Path, name: str, by_backend: dict, xlabel: str, title: s
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# 5. Benchmarks
-
-def labeller(rows: list[dict]):
-    """backend:path, plus device / node / file only where they differ within the rows."""
-    vary = [k for k in ("device", "node", "file") if len({r.get(k) for r in rows}) > 1]
-
-    def _label(r):
-        extra = ", ".join(str(r.get(k)) for k in vary)
-        return f"{r['backend']}:{r.get('path', '?')}" + (f" [{extra}]" if extra else "")
-    return _label
-
+# 5. Benchmarks: one run (one machine) per figure, one panel per (config, L), series labelled where they end
 
 def quoted_chip(rows) -> list[float]:
     """The Loihi 2 chip step times (us) quoted in the rows' extra_info."""
     return sorted({float(r["quoted_chip_step_us"]) for r in rows if r.get("quoted_chip_step_us") is not None})
 
 
-def _backend_colours(rows: list[dict]) -> dict:
-    """One colour per backend, the same in every benchmark plot of a group."""
+def backend_colours(rows: list[dict]) -> dict:
+    """One colour per backend, the same in every benchmark plot of the report."""
     import matplotlib
 
     palette = matplotlib.colormaps["tab10"].colors + matplotlib.colormaps["Dark2"].colors
     return {b: palette[i % len(palette)] for i, b in enumerate(dict.fromkeys(r["backend"] for r in rows))}
 
 
-def latency_plot(img_dir: Path, stem: str, title: str, rows: list[dict]) -> ReportImage | None:
-    """Bars of the measured us per token of every streaming row, with the quoted chip step time as a dashed line;
-    None without a streaming row."""
-    stream = [r for r in rows if r["mode"] == "stream" and r.get("us_per_token") is not None]
-    if not stream:
+def _series_name(r: dict) -> str:
+    return f"{r['backend']}:{r.get('path', '?')}"
+
+
+def _panels(n: int, w: float, h: float):
+    """A figure with n panels, two per row; the unused ones hidden."""
+    from matplotlib.figure import Figure
+
+    cols = 1 if n == 1 else 2
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(w, h * rows), dpi=100)
+    axes = [fig.add_subplot(rows, cols, i + 1) for i in range(rows * cols)]
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def _spread(ys: list[float], gap: float) -> list[float]:
+    """Label heights at least `gap` apart, as near the given ones as an upward sweep allows (ys in plot units)."""
+    order = sorted(range(len(ys)), key=lambda i: ys[i])
+    out = list(ys)
+    for prev, i in zip(order, order[1:]):
+        out[i] = max(out[i], out[prev] + gap)
+    return out
+
+
+def latency_plot(img_dir: Path, stem: str, run_label: str, panels: dict, colours: dict) -> ReportImage | None:
+    """Horizontal bars of the measured us per token of every streaming row, one panel per (config, L) of one run,
+    each bar labelled with its backend:path and value; the quoted chip step time is a hatched red bar of its own,
+    named as quoted. None without a streaming row."""
+    streams = {t: sorted((r for r in rows if r["mode"] == "stream" and r.get("us_per_token") is not None),
+                         key=lambda r: float(r["us_per_token"])) for t, rows in panels.items()}
+    streams = {t: s for t, s in streams.items() if s}
+    if not streams:
         return None
-    label, colour = labeller(rows), _backend_colours(rows)
-    names = [label(r) + (f" b={r['batch']}" if r.get("batch") != 1 else "") for r in stream]
-    values = [float(r["us_per_token"]) for r in stream]
-    fig, ax = _new_figure(max(6.0, 1.2 * len(stream) + 2), 4.2)
-    bars = ax.bar(range(len(stream)), values, color=[colour[r["backend"]] for r in stream],
-                  label="measured: streaming, us per token")
-    ax.bar_label(bars, [f"{v:.3g}" for v in values], fontsize=8)
-    quoted = quoted_chip(stream)
-    for q in quoted:
-        ax.axhline(q, color="tab:red", ls="--", lw=1.5, label=f"{QUOTED_CHIP}: {q:g} us per step (not measured)")
-    ax.set_xticks(range(len(stream)), names, rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel("us per token")
-    ax.set_title(f"Streaming latency per token, {title}", fontsize=10)
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
+    most = max(len(s) + len(quoted_chip(s)) for s in streams.values())
+    fig, axes = _panels(len(streams), 11, 0.9 + 0.42 * most)
+    quoted_any = False
+    for ax, (title, stream) in zip(axes, streams.items()):
+        names = [_series_name(r) + (f" b={r['batch']}" if r.get("batch") != 1 else "") for r in stream]
+        values = [float(r["us_per_token"]) for r in stream]
+        ax.barh(range(len(stream)), values, color=[colours[r["backend"]] for r in stream], height=0.6)
+        labels = [f"{v:.3g}" for v in values]
+        for q in quoted_chip(stream):  # the quoted figure: a hatched, unfilled bar of its own, named as quoted
+            quoted_any = True
+            ax.barh([len(names)], [q], height=0.6, color="none", edgecolor="tab:red", hatch="///")
+            ax.axvline(q, color="tab:red", ls="--", lw=0.8, alpha=0.6)
+            names.append("Loihi 2 chip: quoted\n(paper, not measured)")
+            values.append(q)
+            labels.append(f"{q:g} (quoted)")
+        for y, (v, text) in enumerate(zip(values, labels)):
+            ax.annotate(text, (v, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8,
+                        color="tab:red" if y >= len(stream) else "black")
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        for tick in ax.get_yticklabels()[len(stream):]:
+            tick.set_color("tab:red")
+        ax.set_ylim(len(names) - 0.4, -0.6)
+        ax.set_xlim(0, max(values) * 1.3)
+        ax.set_xlabel("us per token (lower is better)", fontsize=8)
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(axis="x", labelsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(f"Streaming latency per token (batch 1), {run_label}", fontsize=10)
     name = _save(fig, img_dir, f"bench-latency-{stem}.png")
-    ref = "; dashed red line: the Loihi 2 chip step time quoted from the paper (quoted, not measured)" if quoted else ""
-    return ReportImage(name, f"Bar chart: measured microseconds per token of each backend's streaming mode, "
-                             f"{title}{ref}", f"Streaming latency per token (measured, lower is better), {title}{ref}.")
+    ref = "; a hatched red bar: the Loihi 2 chip step time quoted from the paper (quoted, not measured)" if quoted_any \
+        else ""
+    return ReportImage(name, f"Bar charts, one per config and sequence length: measured microseconds per token of "
+                             f"each backend's streaming mode, {run_label}{ref}",
+                       f"Streaming latency per token (measured, lower is better), {run_label}{ref}.")
 
 
-def _throughput_lines(ax, rows: list[dict], whole: list[dict]) -> None:
-    label, colour = labeller(rows), _backend_colours(rows)
-    lines = defaultdict(dict)  # label -> batch -> best tokens/s
+def _throughput_panel(ax, title: str, rows: list[dict], crossovers: list[dict], colours: dict) -> None:
+    whole = [r for r in rows if r["mode"] == "whole-sample" and r.get("tokens_per_s")]
+    lines = defaultdict(dict)  # series -> batch -> best tokens/s
     backend_of = {}
     for r in whole:
-        lines[label(r)][r["batch"]] = max(lines[label(r)].get(r["batch"], 0.0), float(r["tokens_per_s"]))
-        backend_of[label(r)] = r["backend"]
-    styles = defaultdict(lambda: iter([("o", "-"), ("s", "--"), ("^", "-."), ("D", "-")] * 4))
-    for name, pts in lines.items():
+        n = _series_name(r)
+        lines[n][r["batch"]] = max(lines[n].get(r["batch"], 0.0), float(r["tokens_per_s"]))
+        backend_of[n] = r["backend"]
+    styles = defaultdict(lambda: iter(["-", "--", "-.", ":"] * 4))
+    labels = []  # (y at the right end, text, colour)
+    for n, pts in lines.items():
         b = sorted(pts)
-        marker, ls = next(styles[backend_of[name]])
-        ax.plot(b, [pts[x] for x in b], marker=marker, ls=ls, color=colour[backend_of[name]],
-                label=f"{name} whole-sample")
-    for r in rows:
-        if r["mode"] == "stream" and r.get("batch") == 1 and r.get("tokens_per_s"):
-            ax.axhline(r["tokens_per_s"], ls=":", lw=2, color=colour[r["backend"]],
-                       label=f"{label(r)} streaming (batch 1)")
-
-
-def throughput_plot(img_dir: Path, stem: str, title: str, rows: list[dict], crossovers: list[dict]) \
-        -> ReportImage | None:
-    """Tokens/s vs batch size of every whole-sample backend and path, the streaming (batch 1) figures as horizontal
-    lines, and each crossover (dicts with where, batch, conv_tokens_per_s) marked; None without a whole-sample
-    row."""
-    whole = [r for r in rows if r["mode"] == "whole-sample" and r.get("tokens_per_s")]
-    if not whole:
-        return None
-    fig, ax = _new_figure(10, 4.8)
-    _throughput_lines(ax, rows, whole)
+        ax.plot(b, [pts[x] for x in b], marker="o", ms=4, ls=next(styles[backend_of[n]]), color=colours[backend_of[n]])
+        labels.append((pts[b[-1]], n, colours[backend_of[n]]))
+    batches = sorted({r["batch"] for r in whole})
+    for r in rows:  # the streaming reference of the crossover: torch-rec at batch 1, up to where the labels start
+        if r["mode"] == "stream" and r["backend"] == "torch-rec" and r.get("batch") == 1 and r.get("tokens_per_s"):
+            ax.plot([batches[0] / 1.4, batches[-1] * 1.15], [r["tokens_per_s"]] * 2, ls=":", lw=2,
+                    color=colours[r["backend"]])
+            labels.append((float(r["tokens_per_s"]), f"{_series_name(r)} streaming, batch 1", colours[r["backend"]]))
     for c in crossovers:
         if c["batch"] is not None:
-            ax.axvline(c["batch"], color="k", ls="--", lw=1, label=f"crossover ({c['where']}): batch {c['batch']}")
             ax.plot([c["batch"]], [c["conv_tokens_per_s"]], marker="*", ms=14, color="k", ls="none")
-    batches = sorted({r["batch"] for r in whole})
-    if len(batches) > 1:
-        ax.set_xscale("log", base=2)
-    ax.set_xticks(batches, [str(b) for b in batches])
+            ax.annotate(f"crossover: batch {c['batch']}", (c["batch"], c["conv_tokens_per_s"]), xytext=(0, 9),
+                        textcoords="offset points", ha="center", fontsize=7)
+    ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set_xlabel("batch size")
-    ax.set_ylabel("tokens per second")
-    ax.set_title(f"Throughput vs batch size, {title}", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_xticks(batches, [str(b) for b in batches], fontsize=8)
+    ax.set_xlim(batches[0] / 1.4, batches[-1] * (10 if len(batches) > 1 else 12))  # room for the labels
+    ax.tick_params(axis="y", labelsize=8)
+    lo, hi = ax.get_ylim()
+    ys = _spread([math.log10(y) for y, _, _ in labels], 0.055 * (math.log10(hi) - math.log10(lo)))
+    for (_, text, colour), y in zip(labels, ys):
+        ax.annotate(text, (batches[-1] * 1.25, 10 ** y), fontsize=7, color=colour, va="center")
+    ax.set_ylim(lo, max(hi, 10 ** max(ys) * 1.15) if ys else hi)
+    ax.set_xlabel("batch size", fontsize=8)
+    ax.set_ylabel("tokens per second", fontsize=8)
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3, which="both")
+
+
+def throughput_plot(img_dir: Path, stem: str, run_label: str, panels: dict, crossovers: dict, colours: dict) \
+        -> ReportImage | None:
+    """Tokens/s vs batch size of every whole-sample backend and path, one panel per (config, L) of one run, each
+    line labelled where it ends; torch-rec streaming at batch 1 as a dotted horizontal line, and the crossover
+    (`crossovers[title]`: dicts with batch and conv_tokens_per_s) starred. None without a whole-sample row."""
+    shown = {t: rows for t, rows in panels.items()
+             if any(r["mode"] == "whole-sample" and r.get("tokens_per_s") for r in rows)}
+    if not shown:
+        return None
+    fig, axes = _panels(len(shown), 11, 3.6)
+    for ax, (title, rows) in zip(axes, shown.items()):
+        _throughput_panel(ax, title, rows, crossovers.get(title, []), colours)
+    fig.suptitle(f"Throughput vs batch size, {run_label}", fontsize=10)
     name = _save(fig, img_dir, f"bench-throughput-{stem}.png")
-    return ReportImage(name, f"Line chart: measured tokens per second versus batch size, {title}: one solid line per "
-                             "backend and path in whole-sample mode, one dotted horizontal line per backend streaming "
-                             "at batch 1; a dashed vertical line and a star mark the smallest batch where torch-conv "
-                             "whole-sample beats torch-rec streaming, where there is one",
-                       f"Throughput (measured, higher is better), {title}. Lines of one colour are one backend.")
+    return ReportImage(name, f"Line charts, one per config and sequence length: measured tokens per second versus "
+                             f"batch size, {run_label}: one line per backend and path in whole-sample mode, labelled "
+                             "at its right end; a dotted horizontal line for torch-rec streaming at batch 1; a star marks "
+                             "the smallest batch where torch-conv whole-sample beats it, where there is one",
+                       f"Throughput (measured, higher is better), {run_label}. The other backends' streaming figures "
+                       "are in the latency plot above.")
