@@ -41,7 +41,7 @@ from s4dconf.reference.inputs import FAMILIES, make_input
 from s4dconf.reference.metrics import rel_l2
 from s4dconf.reference.model import S4DModel
 from s4dconf.reference.modelfile import load_model, params_digest, save_model
-from s4dconf.reference.npzio import atomic_write, read_npz, sha256_file, write_npz
+from s4dconf.reference.npzio import atomic_write, read_npz, read_text_file, sha256_file, write_npz
 from s4dconf.reference.validate import S4DInputError
 
 from .integer import (SATURATION_BY_NAME, check_fxp_case_arrays, check_fxp_expected, expected_fxp_files,
@@ -246,8 +246,8 @@ class GoldenSet:
         if not mpath.is_file():
             raise GoldenError(f"golden manifest not found: {mpath}; {REGENERATE_HINT}")
         try:
-            self.manifest = json.loads(mpath.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            self.manifest = json.loads(read_text_file(mpath, "golden manifest"))
+        except json.JSONDecodeError as e:
             raise GoldenError(f"golden manifest {mpath} is not valid JSON ({e}); {REGENERATE_HINT}") from None
         if not isinstance(self.manifest, dict):
             raise GoldenError(f"golden manifest {mpath} must be a JSON object, got {_json_kind(self.manifest)}; "

@@ -219,6 +219,32 @@ def read_file_bytes(path: str | Path, what: str = "file", max_bytes: int = DEFAU
     return data
 
 
+TEXT_MAX_BYTES = 16 * 2**20  # JSON/TOML inputs (benchmark runs, claims, accuracy tables, manifests): far above any real one
+
+
+def read_text_file(path: str | Path, what: str = "file", max_bytes: int = TEXT_MAX_BYTES) -> str:
+    """A UTF-8 text file (JSON, TOML), refused before it is read when larger than `max_bytes`; a missing,
+    unreadable or non-UTF-8 file is an S4DInputError naming `what` and the path."""
+    path = Path(path)
+    if not path.is_file():
+        raise S4DInputError(f"{what} not found: {path}" + (" (it is a directory)" if path.is_dir() else ""))
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise S4DInputError(f"{what} {path} is {size} bytes, more than the {max_bytes} accepted for a text "
+                                "input; it is not the file you meant")
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as e:
+        raise S4DInputError(f"{what} {path} cannot be read ({e.strerror or e}); check its permissions") from None
+    if len(data) > max_bytes:
+        raise S4DInputError(f"{what} {path} grew past {max_bytes} bytes while it was read")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise S4DInputError(f"{what} {path} is not UTF-8 text ({e})") from None
+
+
 def read_npz(path: str | Path, what: str = "file", max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, np.ndarray]:
     """Read every array of an .npz without pickle and within `max_bytes` (the sum of the members' uncompressed
     sizes); S4DInputError naming the file for anything missing, unreadable, damaged or too large."""

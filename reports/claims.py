@@ -20,6 +20,7 @@ import json
 import math
 from pathlib import Path
 
+from s4dconf.reference.npzio import read_text_file
 from s4dconf.reference.validate import S4DInputError
 from s4dconf.training.accuracy import FULL_TEST_SIZES, is_partial, load_table
 
@@ -81,8 +82,8 @@ def load_claims(path: Path = CLAIMS_FILE) -> list[dict]:
     """The claims of a claims file (TOML, `[[claim]]` tables), each checked for what its check reads: every
     problem is an S4DInputError naming the file and the claim."""
     try:
-        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        doc = tomllib.loads(read_text_file(path, "claims file"))
+    except tomllib.TOMLDecodeError as e:
         raise S4DInputError(f"claims file {path}: {type(e).__name__}: {e}") from None
     claims = doc.get("claim")
     if not isinstance(claims, list) or not claims:

@@ -33,7 +33,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from s4dconf.reference.npzio import atomic_write, check_output_path
+from s4dconf.reference.npzio import atomic_write, check_output_path, read_text_file
 from s4dconf.reference.validate import S4DInputError, json_object
 
 REQUIRED_KEYS = ("machine_info", "commit_info", "benchmarks", "datetime", "version")
@@ -69,7 +69,7 @@ def load_run(path) -> BenchRun:
     p = Path(path)
     if not p.is_file():
         raise S4DInputError(f"benchmark file {p} does not exist" + (" (it is a directory)" if p.is_dir() else ""))
-    text = p.read_text(encoding="utf-8", errors="replace")
+    text = read_text_file(p, "benchmark file")
     if not text.strip():
         raise S4DInputError(f"benchmark file {p} is empty (a run with --benchmark-disable leaves it empty)")
     doc = json_object(text, f"benchmark file {p}")

@@ -21,6 +21,7 @@ from s4dconf.backends import get_backend
 from s4dconf.backends.aligned import aligned_run
 from s4dconf.fixedpoint.formats import FXP_SCHEMA, read_model_file
 from s4dconf.reference.modelfile import MODEL_SCHEMA
+from s4dconf.reference.npzio import read_text_file
 from s4dconf.reference.validate import S4DInputError, json_object
 
 from .datasets import DATASETS, SDIGITS_N_TEST, load_dataset
@@ -282,10 +283,7 @@ def load_table(path, what: str = "accuracy file") -> dict:
     if not path.is_file():
         raise S4DInputError(f"{what} {path} " + ("is a directory" if path.is_dir() else "does not exist")
                             + "; give the accuracy.json written by `s4dconf eval`")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise S4DInputError(f"{what} {path} cannot be read: {e}") from None
+    text = read_text_file(path, what)
     return check_table(json_object(text, f"{what} {path}"), f"{what} {path}")
 
 
