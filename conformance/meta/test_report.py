@@ -26,7 +26,9 @@ from s4dconf.reference.validate import S4DInputError
 from s4dconf.reports.conformance_summary import check_matrix_rows, summarize_conformance
 from s4dconf.reference.json_numbers import decode_number, encode_number
 from s4dconf.reports.page import SECTIONS, markdown_to_html
-from s4dconf.reports.report import COMMANDS, benchmark_crossovers, build_report, register, this_machine
+from s4dconf.reports.report import build_report, register
+from s4dconf.reports.report_inputs import COMMANDS, this_machine
+from s4dconf.reports.sections_perf import benchmark_crossovers
 from s4dconf.reports.tables import markdown_table, text_table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
