@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import warnings
 from pathlib import Path
 
@@ -216,6 +217,52 @@ def pytest_sessionfinish(session, exitstatus):
     }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(out, indent=1, default=str) + "\n")
+
+
+OUTCOMES_ENV = "S4DCONF_OUTCOMES_JSON"  # `s4dconf check` sets it: where the per-test outcomes go
+_OUTCOME_KEYS = ("passed", "failed", "skipped", "xfailed", "xpassed", "error")
+
+
+def _backend_of(nodeid: str, names) -> str | None:
+    """The backend a test id names in its parameters (the longest registered name that is a whole id part)."""
+    params = nodeid.partition("[")[2]
+    for name in sorted(names, key=len, reverse=True):
+        if re.search(rf"(^|[-:\[]){re.escape(name)}($|[-:\]])", params):
+            return name
+    return None
+
+
+def _reason(report, outcome: str) -> str:
+    """A skip's or failure's reason in one line (pytest's "Skipped: " prefix dropped)."""
+    if outcome in ("xfailed", "xpassed"):
+        return getattr(report, "wasxfail", "") or ""
+    lr = report.longrepr
+    if isinstance(lr, tuple) and len(lr) == 3:
+        text = str(lr[2])
+    elif getattr(lr, "reprcrash", None) is not None:
+        text = lr.reprcrash.message
+    else:
+        text = str(lr or "")
+    text = text.strip().splitlines()[0] if text.strip() else ""
+    return text.removeprefix("Skipped: ")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """For `s4dconf check`: every test's outcome, backend and reason as JSON at $S4DCONF_OUTCOMES_JSON (its summary
+    counts and groups them); nothing without that variable."""
+    path = os.environ.get(OUTCOMES_ENV)
+    if not path:
+        return
+    names = list(config._s4d.registered)
+    tests = []
+    for outcome in _OUTCOME_KEYS:
+        for rep in terminalreporter.stats.get(outcome, []):
+            if not hasattr(rep, "nodeid"):
+                continue
+            tests.append({"nodeid": rep.nodeid, "outcome": outcome, "backend": _backend_of(rep.nodeid, names),
+                          "when": getattr(rep, "when", "collect"),
+                          "reason": "" if outcome == "passed" else _reason(rep, outcome)})
+    Path(path).write_text(json.dumps({"exitstatus": int(exitstatus), "tests": tests}, indent=1) + "\n")
 
 
 @pytest.hookimpl(optionalhook=True)  # a pytest-benchmark hook; without that plugin pytest never calls it

@@ -2,6 +2,8 @@
 text for a terminal. Cells are anything `str()` takes; None is written "-"."""
 from __future__ import annotations
 
+import textwrap
+
 
 def _text(cell) -> str:
     return "-" if cell is None else str(cell)
@@ -16,12 +18,29 @@ def markdown_table(header, rows) -> str:
     return "\n".join([line(header), "|" + "---|" * len(header), *map(line, rows)])
 
 
-def text_table(rows, rule: bool = True) -> str:
+def text_table(rows, rule: bool = True, width: int | None = None) -> str:
     """Aligned columns for a terminal, two spaces apart, trailing blanks stripped; the first row is the header,
-    underlined with dashes when `rule`."""
+    underlined with dashes when `rule`. With `width`, the widest columns are narrowed (down to 8 characters) until a
+    line fits in `width` characters, and their cells wrap onto more lines."""
     cells = [[_text(c) for c in r] for r in rows]
     widths = [max(map(len, column)) for column in zip(*cells)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
-    if rule and lines:
-        lines.insert(1, "  ".join("-" * w for w in widths))
+    if width is None:
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+        if rule and lines:
+            lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+    gaps = 2 * (len(widths) - 1)
+    while widths and sum(widths) + gaps > width:
+        i = max(range(len(widths)), key=widths.__getitem__)
+        if widths[i] <= 8:
+            break
+        widths[i] -= 1
+    lines = []
+    for k, r in enumerate(cells):
+        wrapped = [textwrap.wrap(c, w, break_on_hyphens=False) or [""] for c, w in zip(r, widths)]
+        for j in range(max(map(len, wrapped))):
+            lines.append("  ".join((col[j] if j < len(col) else "").ljust(w)
+                                   for col, w in zip(wrapped, widths)).rstrip())
+        if k == 0 and rule:
+            lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)

@@ -11,10 +11,14 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
+import re
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +38,7 @@ from s4dconf.reference.npzio import atomic_write, check_output_path, read_npz
 from s4dconf.reference.validate import S4DInputError
 from s4dconf.reports.claims import committed_benchmark_files, default_benchmark_files, evaluate
 from s4dconf.reports.compare import register as register_bench
-from s4dconf.reports.conformance_summary import check_matrix_rows
+from s4dconf.reports.conformance_summary import LOWER, check_matrix_rows, decode_record
 from s4dconf.reports.report import build_report
 from s4dconf.reports.report import register as register_report
 from s4dconf.reports.resource_table import write_resources
@@ -151,7 +155,7 @@ def cmd_backends(args) -> int:
             rows.append((name, "yes", info.numeric_class, info.device, info.version))
         else:
             rows.append((name, "no", "-", "-", f"not available: {av.reason}"))
-    print(text_table(rows))
+    print(text_table(rows, width=WIDTH))
     return 0
 
 
@@ -160,7 +164,7 @@ def cmd_configs(args) -> int:
     for name, cfg in NAMED_CONFIGS.items():
         n = sum(a.size for a in S4DModel.create(cfg, 0).params.values())
         rows.append((name, cfg.d_input, cfg.H, cfg.P, cfg.n_layers, cfg.n_classes, cfg.init, cfg.discretization, n))
-    print(text_table(rows))
+    print(text_table(rows, width=WIDTH))
     return 0
 
 
@@ -217,37 +221,177 @@ def cmd_golden(args) -> int:
     return 1
 
 
+WIDTH = 100  # every table and summary line of the CLI fits in this many columns
+_RESULT_LINE = re.compile(r"^\S*::.* (PASSED|FAILED|SKIPPED|XFAIL|XPASS|ERROR)\b")
+_COLLECTED = re.compile(r"collected (\d+) items?(?: / (\d+) deselected)?(?: / \d+ skipped)?(?: / (\d+) selected)?")
+
+
+def _is_terminal(stream=None) -> bool:
+    """Progress bars on a terminal; one plain line per step otherwise (CI logs, pipes, tests)."""
+    stream = sys.stderr if stream is None else stream
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _bar(total, desc: str, unit: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+def _side_files(json_path: Path) -> tuple[Path, Path]:
+    """Where run_conformance leaves pytest's per-test outcomes (JSON) and its full output (text)."""
+    json_path = Path(json_path)
+    return json_path.with_name(json_path.stem + ".outcomes.json"), json_path.with_name(json_path.stem + ".pytest.txt")
+
+
 def run_conformance(backends, json_path: Path, extra=(), quiet=False) -> int:
-    """Run the pytest conformance suite in a subprocess; the plugin writes the records to json_path."""
+    """Run the pytest conformance suite in a subprocess; the plugin writes the records to json_path, the per-test
+    outcomes and pytest's output go next to it (_side_files). pytest's progress shows as a bar on a terminal, as
+    one line when it ends otherwise."""
     cmd = [sys.executable, "-m", "pytest", str(_conformance_dir()), "-m", "conformance",
            "-p", "s4dconf.conformance.plugin", "--import-mode=importlib", "-p", "no:cacheprovider",
-           "--conformance-json", str(json_path), "-q" if quiet else "-v", "-rs"]
+           "--conformance-json", str(json_path), "-v", "-rs"]
     for b in backends:
         cmd += ["--backend", b]
     cmd += list(extra)
-    return subprocess.call(cmd)
+    outcomes, log = _side_files(json_path)
+    env = dict(os.environ, S4DCONF_OUTCOMES_JSON=str(outcomes), COLUMNS=str(WIDTH))
+    t0, done, lines, bar = time.perf_counter(), 0, [], None
+    terminal = _is_terminal()
+    try:
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                              errors="replace") as proc:
+            for line in proc.stdout:
+                lines.append(line)
+                m = _COLLECTED.search(line)
+                if m and bar is None and terminal:
+                    bar = _bar(int(m.group(3) or m.group(1)), "conformance (pytest)", "test")
+                elif _RESULT_LINE.search(line):
+                    done += 1
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix_str(_RESULT_LINE.search(line).group(1).lower())
+            rc = proc.wait()
+    finally:
+        if bar is not None:
+            bar.close()
+        log.write_text("".join(lines))
+    if not terminal and not quiet:
+        print(f"conformance: pytest ran {done} tests in {time.perf_counter() - t0:.0f} s (exit code {rc})",
+              flush=True)
+    return rc
+
+
+def _wrap(text: str, indent: str = "  ", first: str | None = None) -> str:
+    return textwrap.fill(text, WIDTH, initial_indent=indent if first is None else first, subsequent_indent=indent + "  ",
+                         break_on_hyphens=False, break_long_words=True)
+
+
+def _plain_reason(reason: str, backend: str | None) -> str:
+    """A skip reason without the backend name it starts with (the group says it)."""
+    for prefix in (f"backend {backend} ", f"{backend} ", f"{backend}: "):
+        if backend and reason.startswith(prefix):
+            return reason[len(prefix):]
+    return reason
+
+
+def check_summary(tests: list[dict], backends) -> list[str]:
+    """The lines of the summary `s4dconf check` prints first: pass/fail/skip counts per backend, then the skipped
+    tests grouped by backend and reason, then the tests that failed with pytest's one-line reason."""
+    order = list(dict.fromkeys(list(backends) + [t["backend"] or "(no backend)" for t in tests]))
+    counts = {b: Counter() for b in order}
+    for t in tests:
+        counts[t["backend"] or "(no backend)"][t["outcome"]] += 1
+    kinds = [k for k in ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+             if k in ("passed", "failed", "skipped") or any(c[k] for c in counts.values())]
+    rows = [("backend", *kinds)] + [(b, *(c[k] for k in kinds)) for b, c in counts.items() if c or b in backends]
+    out = ["tests per backend:", text_table(rows, width=WIDTH)]
+    groups = Counter((t["backend"] or "(no backend)", _plain_reason(t["reason"], t["backend"]))
+                     for t in tests if t["outcome"] == "skipped")
+    if groups:
+        out += ["", "skipped, by reason:"]
+        for (b, reason), n in sorted(groups.items(), key=lambda kv: (order.index(kv[0][0]), -kv[1])):
+            out.append(_wrap(f"{b}: {n} case{'s' if n != 1 else ''}: {reason or 'no reason given'}"))
+    bad = [t for t in tests if t["outcome"] in ("failed", "error", "xpassed")]
+    if bad:
+        out += ["", "failed tests (pytest's reason; `-v` shows the details):"]
+        out += [_wrap(f"{t['nodeid']}: {t['reason'] or t['outcome']}") for t in bad[:30]]
+        if len(bad) > 30:
+            out.append(f"  ... and {len(bad) - 30} more")
+    return out
+
+
+def _direction(metric: str) -> str:
+    return ">=" if metric in LOWER else "<="
+
+
+def check_matrix(records: list[dict]) -> list[tuple]:
+    """check_matrix_rows with the tolerance written as a bound with its direction ("snr_db >= 15")."""
+    rows = [("backend:path", "family", "cases", "failed", "saturated", "worst", "bound (tolerance)", "verdict")]
+    for backend, family, cases, failed, saturated, worst, tol, verdict in check_matrix_rows(records)[1:]:
+        metric, _, value = worst.rpartition(" ")
+        bound = f"{metric} {_direction(metric)} {tol}" if metric else "-"
+        rows.append((backend, family, cases, failed, saturated, value if metric else worst, bound, verdict))
+    return rows
+
+
+def failing_checks(records: list[dict], limit: int = 20) -> list[str]:
+    """One line per record that did not pass: backend, case, probe, the value and the bound it missed."""
+    out = []
+    for r in map(decode_record, records):
+        if r["verdict"] == "pass":
+            continue
+        value = "-" if r["value"] is None else format(r["value"], ".4g")
+        tol = "-" if r["tolerance"] is None else format(r["tolerance"], "g")
+        out.append(_wrap(f"{r['backend']} {r['case']} ({r.get('probe') or '-'}): {r['metric']} {value}, "
+                         f"needs {r['metric']} {_direction(r['metric'])} {tol}"))
+    return out[:limit] + ([f"  ... and {len(out) - limit} more"] if len(out) > limit else [])
 
 
 def cmd_check(args) -> int:
     for name in args.backend:
         get_backend(name)  # unknown names fail here with the list of known ones
+    verbose = getattr(args, "verbose", False)
+    t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "records.json"
         rc = run_conformance(args.backend, raw, extra=args.pytest_args, quiet=args.quiet)
+        outcomes, log = _side_files(raw)
+        details = log.read_text() if log.is_file() else ""
+        tests = json.loads(outcomes.read_text())["tests"] if outcomes.is_file() else None
         if rc in (4, 5) and args.pytest_args:  # pytest's usage error / nothing collected: the extra arguments
+            print(details, end="")
             raise S4DInputError("pytest " + ("refused the extra arguments" if rc == 4 else
                                 "collected no conformance case with the extra arguments")
                                 + f" {' '.join(args.pytest_args)!r} (pytest exit code {rc}; its message is above)")
         if not raw.is_file():
-            print(f"s4dconf check: the suite wrote no records (pytest exit code {rc})")
+            print(details, end="")
+            print(f"s4dconf check: the suite wrote no records (pytest exit code {rc}; pytest's output is above)")
             return rc or 1
         data = json.loads(raw.read_text())
     records = data["records"]
-    print()
-    print("conformance matrix (worst measured error per backend and case family):")
-    print(text_table(check_matrix_rows(records)))
     n_fail = sum(r["verdict"] != "pass" for r in records)
-    print(f"{len(records)} measured checks, {n_fail} failed; pytest exit code {rc}")
+    seconds = time.perf_counter() - t0
+    if tests is not None:
+        total = Counter(t["outcome"] for t in tests)
+        print(f"s4dconf check: {total['passed']} passed, {total['failed'] + total['error']} failed, "
+              f"{total['skipped']} skipped in {seconds:.0f} s")
+        print("\n".join(check_summary(tests, args.backend or data.get("backends", {}))))
+    print()
+    print("conformance matrix (worst measured value per backend and case family, and the bound it must meet):")
+    print(text_table(check_matrix(records), width=WIDTH))
+    fails = failing_checks(records)
+    if fails:
+        print("\nfailed checks:")
+        print("\n".join(fails))
+    if verbose and details:
+        print("\ndetails (pytest's output):")
+        print(details, end="" if details.endswith("\n") else "\n")
+    print(f"{len(records)} measured checks, {n_fail} failed; pytest exit code {rc}"
+          + ("" if verbose or not details else " (`s4dconf check -v` shows pytest's per-test lines)"))
     if args.json:
         _write_json(args.json, data, "records JSON (--json)")
         print(f"wrote {args.json}")
@@ -268,9 +412,12 @@ def cmd_run(args) -> int:
     t_all = time.perf_counter()
     rcs = {}
 
-    def step(k, fn):
+    terminal = _is_terminal()
+
+    def step(k, fn):  # a terminal: a start line (the step's own bars follow); always: one line when it ends
         t0 = time.perf_counter()
-        print(f"\n[{k + 1}/{len(steps)}] {steps[k]} ...", flush=True)
+        if terminal:
+            print(f"\n[{k + 1}/{len(steps)}] {steps[k]} ... ({t0 - t_all:.0f} s elapsed)", flush=True)
         rc = fn()
         rcs[steps[k]] = rc
         print(f"[{k + 1}/{len(steps)}] {steps[k]}: {'ok' if not rc else f'exit code {rc}'} "
@@ -350,7 +497,7 @@ def cmd_data(args) -> int:
                     where = "not found; looked in " + ", ".join(map(str, looked))
                 length, d_input = ds.SHAPES[name]
                 rows.append((name, f"{length} x {d_input}", sizes.get("train", "-"), sizes.get("test", "-"), where))
-            print(text_table(rows))
+            print(text_table(rows, width=WIDTH))
             print(f"data directories searched: {', '.join(map(str, dirs))} (--data-dir, else ${ds.ENV_VAR}, "
                   "else the defaults)")
             return 2 if failed else 0
@@ -364,7 +511,7 @@ def cmd_data(args) -> int:
         for key, value in got.meta.items():
             items = value.items() if isinstance(value, dict) else [("", value)]
             rows += [(f"{key} {k}".strip(), ", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in items]
-        print(text_table(rows))
+        print(text_table(rows, width=WIDTH))
         return 0
     finally:
         datafiles.log.removeHandler(handler)
@@ -413,7 +560,7 @@ def cmd_claims(args) -> int:
     rows = [("claim", "verdict", "note")]
     for v in verdicts:
         rows.append((v.id, v.verdict, (v.note or "")[:110]))
-    print(text_table(rows))
+    print(text_table(rows, width=WIDTH))
     print(f"\nfrom {len(files)} benchmark file(s): {', '.join(Path(f).name for f in files) or 'none'}")
     if args.json:
         _write_json(args.json, [dataclasses.asdict(v) for v in verdicts], "verdicts JSON (--json)")
@@ -468,7 +615,8 @@ def _add_check_commands(sub) -> None:
     c = sub.add_parser("check", help="run the conformance suite for backends; print the pass/fail matrix")
     c.add_argument("--backend", action="append", default=[], help="repeatable; default: every registered backend")
     c.add_argument("--json", default=None, help="write one record per case, metric and probe to this file")
-    c.add_argument("-q", "--quiet", action="store_true")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    c.add_argument("-v", "--verbose", action="store_true", help="after the summary, pytest's per-test lines")
     c.add_argument("pytest_args", nargs="*", help="extra pytest arguments after --")
     c.set_defaults(func=cmd_check)
     r = sub.add_parser("run", help="the main job: goldens, conformance, accuracy, benchmark smoke set, claims, report")

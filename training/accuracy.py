@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -117,6 +118,20 @@ def _read_row_model(path: Path, kind: str, ds):
     return mf
 
 
+def _bar(total: int, desc: str):
+    """A tqdm bar (samples done of total, rate, time left) on a terminal; None elsewhere: the caller's one line per
+    cell is the progress then."""
+    try:
+        terminal = sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        terminal = False
+    if not terminal:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="sample", file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
 def measure(backend, model, ds, limit: int | None = None, batch: int = 500) -> AccuracyCell:
     """Accuracy of one backend on ds (the first `limit` samples when given), batch by batch."""
     limit = check_limit(limit)
@@ -128,10 +143,15 @@ def measure(backend, model, ds, limit: int | None = None, batch: int = 500) -> A
     path = info.paths[0]
     t0 = time.perf_counter()
     correct = 0
+    bar = _bar(n, f"{ds.name} {getattr(backend, 'name', type(backend).__name__)}")
     for a in range(0, n, batch):
         sel = np.arange(a, min(n, a + batch))
         logits, _, _ = aligned_run(backend, handle, ds.inputs(sel), path, info)
         correct += int((np.argmax(logits[:, -1], axis=1) == ds.y[sel]).sum())
+        if bar is not None:
+            bar.update(len(sel))
+    if bar is not None:
+        bar.close()
     note = "" if n == len(ds.y) else f"first {n} of {len(ds.y)} test samples"
     return AccuracyCell(correct / n, n, round(time.perf_counter() - t0, 1), note)
 
@@ -196,7 +216,8 @@ def accuracy_table(datasets=("sdigits",), models_dir: Path = MODELS_DIR, data_di
                 else:
                     cell = measure(b, model, ds, limit, batch=LAVA_BATCH if col.startswith("lava") else 500)
                 progress(f"{name:8s} {kind:5s} {col:11s} "
-                         + (f"{cell.accuracy:.4f} ({cell.n} samples, {cell.seconds} s)" if cell.accuracy is not None
+                         + (f"{cell.accuracy:.4f} ({cell.n} samples, {cell.seconds} s, "
+                            f"{cell.n / max(cell.seconds, 0.1):.0f} samples/s)" if cell.accuracy is not None
                             else cell.note))
                 row["cells"][col] = dataclasses.asdict(cell)
             rows.append(row)

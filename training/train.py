@@ -93,11 +93,21 @@ def accuracy_torch(module, ds: SequenceDataset, idx: np.ndarray, batch: int, for
 
 
 def _progress(epoch: int, epochs: int, done: int, total: int, loss: float, t0: float, stream=sys.stderr) -> None:
-    width = 30
-    fill = int(width * done / max(total, 1))
-    rate = done / max(time.perf_counter() - t0, 1e-9)
-    stream.write(f"\repoch {epoch + 1}/{epochs} [{'#' * fill}{'.' * (width - fill)}] {done}/{total} "
-                 f"loss {loss:.4f} {rate:.1f} batch/s")
+    """The training progress: on a terminal one bar line redrawn in place (tqdm's meter: batch of total, rate, time
+    left); elsewhere (CI logs) one plain line when the epoch's last batch is done."""
+    elapsed = time.perf_counter() - t0
+    try:
+        terminal = stream.isatty()
+    except (AttributeError, ValueError):
+        terminal = False
+    if terminal:
+        from tqdm import tqdm
+
+        stream.write("\r" + tqdm.format_meter(done, total, elapsed, ncols=100, prefix=f"epoch {epoch + 1}/{epochs}",
+                                              unit="batch", postfix=f"loss {loss:.4f}"))
+    elif done >= total:
+        stream.write(f"epoch {epoch + 1}/{epochs}: batch {done}/{total}, loss {loss:.4f}, {elapsed:.0f} s "
+                     f"({done / max(elapsed, 1e-9):.1f} batch/s)\n")
     stream.flush()
 
 

@@ -29,10 +29,12 @@ def test_run_reaches_the_report_through_every_step(tmp_path, monkeypatch, capsys
     monkeypatch.setattr(cli, "cmd_golden", lambda args: 0)
     monkeypatch.setattr(cli, "run_conformance", fake_conformance)
     monkeypatch.setattr(cli.subprocess, "call", fake_bench)
+    monkeypatch.setattr(cli, "_is_terminal", lambda stream=None: False)  # a CI log: one plain line per step
     assert cli.main(["run", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     for k in range(1, 8):
         assert re.search(rf"^\[{k}/7\] [^\n]*: ok \(\d+ s\)$", printed, re.M), f"step {k} did not report ok"
+    assert len(re.findall(r"^\[\d/7\]", printed, re.M)) == 7 and "\r" not in printed  # no start lines, no bars
     assert "every step ok" in printed
     acc = json.loads((tmp_path / "accuracy" / "accuracy.json").read_text())
     assert {(r["dataset"], r["kind"]) for r in acc["rows"]} == {("sdigits", k) for k in ("float", "ptq", "qaft")}
