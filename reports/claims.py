@@ -10,6 +10,10 @@ backend, mode, path, device, batch, L, config, us_per_token, tokens_per_s, ...) 
                           reason lists what was looked for
     contradicted          the measured effect has the opposite sign
 
+Claims use audited benchmarks only (extra_info "audit" with passed = true: the outputs of the timed calls hashed
+the same as an untimed replay; SPEC.md 20); a benchmark without an audit record is left out and every
+benchmark-based verdict's note says which and why.
+
 A verdict computed from accuracy figures of fewer samples than the full test split (`s4dconf eval --limit`) is
 marked: its verdict ends in " (partial)" and its note starts with "partial:", naming the subsets.
 """
@@ -284,6 +288,85 @@ def crossover_batch(claim, benches, accuracy):
     return "reproduced", measured, evidence, "crossover = first measured batch where whole-sample wins"
 
 
+def _latency(b: BenchFigure, stat: str) -> float | None:
+    """Seconds per timed call: extra_info latency_s[stat] (recorded at measure time), else the mean."""
+    lat = b.get("latency_s")
+    if isinstance(lat, dict) and _positive_number(lat.get(stat)):
+        return float(lat[stat])
+    us = b.get("us_per_token") if b.get("mode") == "stream" else b.get("us_per_sample")
+    return us * 1e-6 * (1 if b.get("mode") == "stream" else b.get("batch", 1)) if _positive_number(us) else None
+
+
+def time_to_decision(rate: float, step_s: float, whole_s: float, L: int) -> dict:
+    """Seconds from the arrival of a sequence's last token to its answer, tokens arriving at `rate` per second
+    (period T = 1 / rate). Streaming answers one step after the last token while it keeps up (step <= T); when it
+    does not, the backlog of the L tokens adds (L - 1)(step - T). Whole-sample buffers the whole sequence, then
+    computes it: whole_s after the last token (it keeps up with back-to-back sequences while whole_s <= L T)."""
+    T = 1.0 / rate
+    stream = step_s if step_s <= T else step_s + (L - 1) * (step_s - T)
+    return {"stream": stream, "whole": whole_s, "stream_keeps_up": step_s <= T, "whole_keeps_up": whole_s <= L * T}
+
+
+def decision_crossover_rate(step_s: float, whole_s: float, L: int) -> float | None:
+    """The token rate above which whole-sample answers sooner than streaming (time_to_decision equal); None when
+    streaming answers sooner at every rate (whole_s >= L step_s) and 0.0 when whole-sample always does."""
+    if whole_s <= step_s:
+        return 0.0
+    T = step_s - (whole_s - step_s) / (L - 1)
+    return None if T <= 0 else 1.0 / T
+
+
+def decision_points(benches, stat: str = "p99") -> list[dict]:
+    """Per (file, config, L, streaming backend): the streaming step (its `stat`, p99 by default: keeping up needs
+    the slow steps too) at batch 1 and the fastest whole-sample path at batch 1 (median) of the same backend, and
+    of torch-conv for torch-rec (the paper's pair), with the rates at which each keeps up and the crossover."""
+    out = []
+    for s in _pick(benches, mode="stream", batch=1, path="default"):
+        step = _latency(s, stat)
+        L = s.get("L")
+        if step is None or not isinstance(L, int) or L < 2:
+            continue
+        whole_backends = [s.get("backend")] + (["torch-conv"] if s.get("backend") == "torch-rec" else [])
+        for wb in whole_backends:
+            wholes = [(w, _latency(w, "p50")) for w in _pick(benches, backend=wb, mode="whole-sample", batch=1,
+                                                              config=s.get("config"), L=L, device=s.get("device"))
+                      if w.file == s.file]
+            wholes = [(w, t) for w, t in wholes if t is not None]
+            if not wholes:
+                continue
+            w, whole = min(wholes, key=lambda x: x[1])
+            out.append({"file": s.file, "config": s.get("config"), "L": L, "device": s.get("device"),
+                        "stream_backend": s.get("backend"), "whole_backend": wb, "whole_path": w.get("path"),
+                        "step_s": step, "step_stat": stat, "whole_s": whole,
+                        "stream_max_rate": 1.0 / step, "whole_max_rate": L / whole,
+                        "crossover_rate": decision_crossover_rate(step, whole, L),
+                        "quoted_chip_step_us": s.get("quoted_chip_step_us"), "evidence": [_ev(s), _ev(w)]})
+    return out
+
+
+def decision_crossover(claim, benches, accuracy):
+    points = decision_points(benches)
+    if not points:
+        return ("not measurable here", {}, [], "no audited streaming (batch 1, with latency_s) and whole-sample "
+                "(batch 1) benchmarks of one backend, config, L and device in one run")
+    measured, evidence, bad = {}, [], []
+    for p in points:
+        key = (f"{p['stream_backend']} stream vs {p['whole_backend']}:{p['whole_path']} whole-sample, "
+               f"{p['config']} L={p['L']} on {p['device']} ({p['file']})")
+        measured[key] = {"step_us_p99": p["step_s"] * 1e6, "whole_sample_ms": p["whole_s"] * 1e3,
+                         "stream_keeps_up_to_tokens_per_s": p["stream_max_rate"],
+                         "crossover_tokens_per_s": p["crossover_rate"]}
+        evidence += p["evidence"]
+        if p["crossover_rate"] == 0.0:
+            bad.append(key)
+    note = ("time to decision after the last token; streaming step = p99 of the measured steps; above the "
+            "crossover rate whole-sample answers sooner (None: streaming answers sooner at every rate)")
+    if bad:
+        return "contradicted", measured, evidence, note + "; whole-sample answers sooner at every rate for " + \
+            "; ".join(bad)
+    return "reproduced", measured, evidence, note
+
+
 def emulator_vs_lava(claim, benches, accuracy):
     found = [b for b in benches if b.get("speedup_numpy_over_lava") is not None]
     if not found:
@@ -339,11 +422,38 @@ def accuracy_drop(claim, benches, accuracy):
 
 
 CHECKS = {f.__name__: f for f in (chip_vs_jetson, chip_step_time, batched_vs_streaming, crossover_batch,
-                                  emulator_vs_lava, accuracy_drop)}
+                                  decision_crossover, emulator_vs_lava, accuracy_drop)}
 # the keys of a claim that its check reads (beyond id, source, quoted, metric, check)
 CHECK_NEEDS = {"chip_vs_jetson": ("quantity",), "chip_step_time": ("quoted_value_us",), "batched_vs_streaming": (),
-               "crossover_batch": (), "emulator_vs_lava": ("quoted_ratio",),
+               "crossover_batch": (), "decision_crossover": (), "emulator_vs_lava": ("quoted_ratio",),
                "accuracy_drop": ("quoted_max_drop_points",)}
+
+
+BENCH_CHECKS = ("chip_vs_jetson", "chip_step_time", "batched_vs_streaming", "crossover_batch", "decision_crossover",
+                "emulator_vs_lava")
+
+
+def audited(benches) -> tuple[list[BenchFigure], list[str]]:
+    """The benchmarks whose extra_info carries a passed audit record (the output hash matched an untimed replay;
+    SPEC.md 20), and "file: name (reason)" of those left out: claims use audited figures only."""
+    kept, left = [], []
+    for b in benches:
+        a = b.get("audit")
+        if not isinstance(a, dict):
+            left.append(f"{b.file}: {b.name} (no audit record)")
+        elif a.get("passed") is not True or a.get("hash_match", True) is not True:
+            left.append(f"{b.file}: {b.name} (audit not passed)")
+        else:
+            kept.append(b)
+    return kept, left
+
+
+def audit_note(left_out: list[str]) -> str:
+    """What a benchmark-based verdict says about the figures it could not use."""
+    if not left_out:
+        return "audited figures only"
+    shown = ", ".join(left_out[:3]) + (f", ... ({len(left_out) - 3} more)" if len(left_out) > 3 else "")
+    return f"audited figures only: {len(left_out)} benchmark(s) left out: {shown}"
 
 
 def default_benchmark_files() -> list[Path]:
@@ -369,9 +479,12 @@ def evaluate(bench_files=None, accuracy_file=None, claims_file: Path = CLAIMS_FI
     accuracy_file = default_accuracy_file() if accuracy_file is None else Path(accuracy_file)
     claims = load_claims(claims_file)
     accuracy = load_table(accuracy_file) if accuracy_file else None
+    benches, left_out = audited(benches)
     out = []
     for c in claims:
         verdict, measured, evidence, note = CHECKS[c["check"]](c, benches, accuracy)
+        if c["check"] in BENCH_CHECKS:
+            note = "; ".join(x for x in (note, audit_note(left_out)) if x)
         out.append(Verdict(c["id"], verdict, measured, evidence, note, c["quoted"], c["source"]))
     return out
 

@@ -2,11 +2,12 @@
 
 Benchmarks are matched by `fullname`. For each pair the ratio is
 
-    ratio = stat(B) / stat(A)        (stat: median by default, or mean or min; seconds per call)
+    ratio = stat(B) / stat(A)        (stat: median by default, or mean, min, p50, p90, p99, max; seconds per call)
 
 so ratio > 1 means B is slower. With threshold t the verdict is "regression" when ratio > 1 + t, "improvement" when
 ratio < 1 / (1 + t) (the same factor the other way), else "same". Benchmarks found in one file only are listed as
-"only in A" / "only in B"; those run with `--benchmark-disable` (no stats) are "not timed" and never compared.
+"only in A" / "only in B"; p50/p90/p99/max come from the per-call timings (stats.data) when the file keeps
+them, else from extra_info["latency_s"], which the benchmarks record at measure time. Those run with `--benchmark-disable` (no stats) are "not timed" and never compared.
 Only time stats are compared; throughput figures in extra_info follow from them. Runs from different machines
 (node, machine, processor, cpu.brand_raw, system, release, and gpu/gpus/cuda when recorded) are refused: their
 ratios measure the machines, not the code. `--force` compares anyway and the report says so.
@@ -40,7 +41,8 @@ REQUIRED_KEYS = ("machine_info", "commit_info", "benchmarks", "datetime", "versi
 MACHINE_FIELDS = ("node", "machine", "processor", "system", "release")
 GPU_FIELDS = ("gpu", "gpus", "cuda")
 INFO_FIELDS = ("backend", "mode", "config", "batch", "L", "device")
-STATS = ("median", "mean", "min")
+STATS = ("median", "mean", "min", "p50", "p90", "p99", "max")
+PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0}  # max: stats["max"] when kept, else as these
 FORCED_NOTE = "FORCED: runs from different machines; ratios are not meaningful"
 
 
@@ -155,10 +157,27 @@ class Row:
     info: dict = field(default_factory=dict)  # the key extra_info fields, for display
 
 
+def _percentile(run: BenchRun, bench: Bench, stat: str):
+    """p50/p90/p99/max of the per-call seconds: from stats.data when kept (numpy's linear percentile), else from
+    extra_info["latency_s"] (recorded at measure time: committed runs strip stats.data); None when neither."""
+    data = bench.stats.get("data")
+    if isinstance(data, list) and data and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in data):
+        import numpy as np
+
+        return float(np.max(data)) if stat == "max" else float(np.percentile(data, PERCENTILES[stat]))
+    lat = bench.extra_info.get("latency_s")
+    if isinstance(lat, dict) and stat in lat:
+        return lat[stat]
+    if stat == "max" and "max" in bench.stats:
+        return bench.stats["max"]
+    raise S4DInputError(f"{run.path}: benchmark {bench.fullname!r} has neither stats.data nor extra_info"
+                        f"['latency_s'][{stat!r}]: {stat} cannot be compared (run it again with this version)")
+
+
 def _stat(run: BenchRun, bench: Bench, stat: str) -> float | None:
     if bench.stats is None:
         return None
-    v = bench.stats.get(stat)
+    v = _percentile(run, bench, stat) if stat in PERCENTILES or stat == "max" else bench.stats.get(stat)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
         raise S4DInputError(f"{run.path}: benchmark {bench.fullname!r} has {stat}={v!r}; need a time > 0")
     return float(v)
@@ -267,7 +286,7 @@ def register(subparsers) -> None:
     c.add_argument("b", metavar="B.json", help="current pytest-benchmark JSON")
     c.add_argument("--threshold", type=float, default=0.25,
                    help="regression when B/A > 1 + T, improvement when B/A < 1/(1 + T) (default 0.25; CI: 1.0)")
-    c.add_argument("--stat", choices=STATS, default="median", help="time statistic compared (default median)")
+    c.add_argument("--stat", choices=STATS, default="median", help="time statistic compared (default median; p50/p90/p99/max from stats.data or extra_info latency_s)")
     c.add_argument("--force", action="store_true", help="compare runs from different machines anyway")
     c.add_argument("--json", metavar="OUT", help="also write the comparison as JSON to OUT")
     c.add_argument("--fail-on-regression", action="store_true", help="exit 1 when any benchmark regressed")

@@ -4,10 +4,13 @@
     ... --bench-set smoke        # what CI compares: loihi-profile, L=784, batch 1, 8 and 64, few rounds
 
 Groups (extra_info: backend, mode, path, device, dtype, batch, L, config, model_sha256, threads):
-  stream        `session.step(u_t)` at batch 1: one token per timed call, numpy in and out (what a streaming user
-                sees), the session reset after each whole sequence of L tokens; us_per_token, tokens_per_s.
+  stream        scenarios single-stream (batch 1) and multi-stream (batch B): `session.step(u_t)`, one token per
+                timed call, numpy in and out (what a streaming user sees), the session reset after each whole
+                sequence of L tokens, at least min_tokens steps and min_seconds; us_per_token (+ p50/p90/p99/max).
                 torch-rec on CUDA also through its captured CUDA graph (path cuda-graph).
-  whole-sample  `backend.run(handle, u, path)` on a batch of whole sequences, for each evaluation path:
+  whole-sample  scenario offline: `backend.run(handle, u, path)` on a batch of whole sequences (a different one
+                each round), for each evaluation path; every benchmark is audited (_audit.py: output hash
+                against an untimed replay, anti-caching):
                 samples_per_s, tokens_per_s (= batch L / seconds).
 Configs paper and loihi-profile, L = 784 (sMNIST) and 1024 (sCIFAR), batch 1, 8, 64; float backends get the
 float64 model of (config, seed 0), fixed-point ones its default PTQ. CPU backends run on one thread. The Lava
@@ -17,6 +20,8 @@ loihi-profile is quoted from the paper (quoted_* fields), never measured here.
 from __future__ import annotations
 
 import functools
+import math
+import time
 
 import numpy as np
 import pytest
@@ -25,6 +30,7 @@ from s4dconf.backends import REGISTRY, get_backend
 from s4dconf.reference.modelfile import params_digest
 from s4dconf.measure.energy import energy_extra_info, measure, meter_for
 
+from . import _audit
 from ._common import inputs, mean_seconds, model, one_core, stream_figures  # noqa: F401
 
 pytestmark = [pytest.mark.benchmark]
@@ -34,9 +40,10 @@ QUOTED_CHIP_STEP_US = {"loihi-profile": 31.0}
 BENCH_BACKENDS = ("reference", "numpy-fxp", "torch-rec", "torch-conv")  # float64, integer, and the paper's GPU modes
 SETS = {
     "full": {"configs": ("loihi-profile", "paper"), "lengths": (784, 1024), "batches": (1, 8, 64),
-             "stream_sequences": 4, "rounds": 3},
-    "smoke": {"configs": ("loihi-profile",), "lengths": (784,), "batches": (1, 8, 64), "stream_sequences": 1,
-              "rounds": 2},
+             "stream_batches": (1, 8, 64), "min_tokens": 4 * 784, "min_seconds": 2.0, "rounds": 3,
+             "anti_cache_pairs": 8},
+    "smoke": {"configs": ("loihi-profile",), "lengths": (784,), "batches": (1, 8, 64), "stream_batches": (1, 8),
+              "min_tokens": 784, "min_seconds": 0.1, "rounds": 2, "anti_cache_pairs": 4},
 }
 
 
@@ -60,7 +67,7 @@ def pytest_generate_tests(metafunc):
         for cfg in bench_set["configs"]:
             for L in bench_set["lengths"]:
                 for path in paths:
-                    for batch in ((1,) if streaming else bench_set["batches"]):
+                    for batch in (bench_set["stream_batches"] if streaming else bench_set["batches"]):
                         cases.append(pytest.param((name, path, cfg, L, batch, bench_set),
                                                   id=f"{name}:{path}-{cfg}-L{L}-b{batch}"))
     metafunc.parametrize("bench_case", cases)
@@ -134,58 +141,181 @@ def _energy(benchmark, backend, fn, args, tokens_per_call: int, samples_per_call
                                                   calls * samples_per_call, meter))
 
 
-def test_stream(benchmark, one_core, bench_case):
-    name, path, cfg, L, batch, bench_set = bench_case
-    backend, handle = _prepared(name, cfg)
-    session = (backend.open_session(handle, batch, graph=True) if path == "cuda-graph"
-               else backend.open_session(handle, batch))
-    d_in = model(cfg).config.d_input
-    tokens = inputs(1, (L, batch, d_in))
-    pos = [0]
+def _stream_rounds(session, tokens, step, bench_set) -> int:
+    """single-stream / multi-stream: at least `min_tokens` timed steps and at least `min_seconds` of them, the
+    step time estimated outside the timer from 50 steps of a separate session."""
+    t0 = time.perf_counter()
+    for k in range(50):
+        step(session, tokens[k % len(tokens)])
+    est = (time.perf_counter() - t0) / 50
+    return max(bench_set["min_tokens"], math.ceil(bench_set["min_seconds"] / max(est, 1e-9)))
+
+
+def measure_stream(benchmark, backend, handle, mdl, batch: int, L: int, bench_set: dict, graph: bool = False,
+                   sync=lambda: None):
+    """The single-stream (batch 1) / multi-stream (batch B) scenario: `session.step(u_t)` of B streams advanced
+    together, one token per timed call, a reset after each whole sequence of L tokens; then the audits (the output
+    hash against an untimed replay, anti-caching). Returns the last output. Used by test_stream and by
+    conformance/meta/test_bench_audit.py (with backends that cheat)."""
+    def opener(h):
+        return backend.open_session(h, batch, graph=True) if graph else backend.open_session(h, batch)
+
+    session = opener(handle)
+    tokens = inputs(1, (L, batch, mdl.config.d_input))
+    calls, outs, pos = [], [], [0]
 
     def next_token():  # the tokens of one sequence in order; a reset after each whole sequence (a new stream)
         if pos[0] == L:
             session.reset()
+            calls.append(None)
             pos[0] = 0
+        calls.append(pos[0])
         pos[0] += 1
         return (tokens[pos[0] - 1],), {}
 
+    def step(u):
+        out = session.step(u)
+        sync()
+        outs.append(out)  # by reference: what a consumer holding the results sees (a stale buffer shows)
+        return out
+
+    def bare_step(s, u):
+        out = s.step(u)
+        sync()
+        return out
+
+    rounds = _stream_rounds(opener(handle), tokens, bare_step, bench_set)
+    logits = benchmark.pedantic(step, setup=next_token, rounds=rounds, iterations=1, warmup_rounds=min(200, L))
+    what = f"{backend.name} stream batch {batch}"
+    audit = _audit.check_hash(_audit.output_hash(outs),
+                              _audit.replay_stream(backend, mdl, batch,
+                                                   [None if k is None else tokens[k] for k in calls], opener),
+                              what)
+    audit["outputs_hashed"] = len(outs)
+    if mean_seconds(benchmark) is not None:
+        s2, s3 = opener(handle), opener(handle)
+        block = 25
+
+        # MLPerf TEST04's "same sample" is, for a stream, the same sequence of tokens from a reset state (a
+        # repeated single token would let the state settle and the sigma-delta traffic vanish: a real speed-up)
+        def fixed():
+            s2.reset()
+            for i in range(block):
+                bare_step(s2, tokens[i])
+
+        def varied(k):
+            s3.reset()
+            for i in range(block):
+                bare_step(s3, tokens[((k + 1) * block + i) % L])
+
+        audit["anti_caching"] = _audit.anti_caching(fixed, varied, bench_set["anti_cache_pairs"])
+    else:
+        audit["anti_caching"] = "not run: --benchmark-disable (nothing timed)"
+    audit["passed"] = True
+    benchmark.extra_info["audit"] = audit
+    return logits
+
+
+def _scenario_figures(benchmark, batch: int, per: str) -> dict:
+    """p50/p90/p99/max of the timed calls (from stats.data, kept here since committed runs strip it): in
+    latency_s (seconds per timed call, what `bench compare --stat p99` reads) and as us_<per>_p50 ... ."""
+    stats = getattr(getattr(benchmark, "stats", None), "stats", None)
+    pct = _audit.percentiles(getattr(stats, "data", None))
+    if not pct:
+        return {}
+    return {"latency_s": pct, **{f"us_{per}_{k}": v * 1e6 for k, v in pct.items()}}
+
+
+def test_stream(benchmark, one_core, bench_case):
+    name, path, cfg, L, batch, bench_set = bench_case
+    backend, handle = _prepared(name, cfg)
+    mdl = model(cfg)
+    benchmark.group = f"stream {cfg} L={L}"
+    benchmark.extra_info.update(_extra(backend, path, cfg, L, batch, "stream", one_core))
+    benchmark.extra_info["scenario"] = "single-stream" if batch == 1 else "multi-stream"
     sync = _syncer(backend)
+    logits = measure_stream(benchmark, backend, handle, mdl, batch, L, bench_set, graph=path == "cuda-graph",
+                            sync=sync)
+    assert logits.shape == (batch, mdl.config.n_classes) and np.isfinite(logits).all()
+    figures = stream_figures(benchmark, batch)
+    if figures:
+        benchmark.extra_info.update(figures)
+        benchmark.extra_info.update(_scenario_figures(benchmark, batch, "per_token"))
+    session = backend.open_session(handle, batch)
+    tok = inputs(1, (1, batch, mdl.config.d_input))[0]
 
     def step(u):
         out = session.step(u)
         sync()
         return out
 
-    benchmark.group = f"stream {cfg} L={L}"
-    benchmark.extra_info.update(_extra(backend, path, cfg, L, batch, "stream", one_core))
-    logits = benchmark.pedantic(step, setup=next_token, rounds=bench_set["stream_sequences"] * L, iterations=1,
-                                warmup_rounds=min(200, L))
-    assert logits.shape == (batch, model(cfg).config.n_classes) and np.isfinite(logits).all()
-    figures = stream_figures(benchmark, batch)
-    if figures:
-        benchmark.extra_info.update(figures)
-    _energy(benchmark, backend, step, (tokens[0],), batch, batch / L)
+    _energy(benchmark, backend, step, (tok,), batch, batch / L)
+
+
+def measure_whole(benchmark, backend, handle, mdl, path: str, batch: int, L: int, bench_set: dict,
+                  sync=lambda: None):
+    """The offline scenario: `backend.run(handle, u, path)` on a batch of whole sequences, a different batch each
+    round (warm-up included); then the audits. Returns the last output."""
+    n = bench_set["rounds"] + 1
+    pool = [inputs(100 + k, (batch, L, mdl.config.d_input)) for k in range(n)]
+    order, outs, pos = [], [], [0]
+
+    def next_batch():
+        k = pos[0] % n
+        pos[0] += 1
+        order.append(k)
+        return (pool[k],), {}
+
+    def run(u):
+        out = backend.run(handle, u, path)
+        sync()
+        outs.append(out)
+        return out
+
+    out = benchmark.pedantic(run, setup=next_batch, rounds=bench_set["rounds"], iterations=1, warmup_rounds=1)
+    audit = _audit.check_hash(_audit.output_hash(outs),
+                              _audit.replay_whole(backend, mdl, path, [pool[k] for k in order]),
+                              f"{backend.name} whole-sample {path} batch {batch}")
+    audit["outputs_hashed"] = len(outs)
+    if mean_seconds(benchmark) is not None:
+        fresh = [inputs(300 + k, pool[0].shape) for k in range(2 * (bench_set["anti_cache_pairs"] + 1))]
+
+        def fixed():
+            backend.run(handle, pool[0], path)
+            sync()
+
+        def varied(k):
+            backend.run(handle, fresh[k], path)
+            sync()
+
+        audit["anti_caching"] = _audit.anti_caching(fixed, varied, bench_set["anti_cache_pairs"])
+    else:
+        audit["anti_caching"] = "not run: --benchmark-disable (nothing timed)"
+    audit["passed"] = True
+    benchmark.extra_info["audit"] = audit
+    return out
 
 
 def test_whole_sample(benchmark, one_core, bench_case):
     name, path, cfg, L, batch, bench_set = bench_case
     backend, handle = _prepared(name, cfg)
-    u = inputs(0, (batch, L, model(cfg).config.d_input))
-
+    mdl = model(cfg)
     sync = _syncer(backend)
-
-    def run():
-        out = backend.run(handle, u, path)
-        sync()
-        return out
-
     benchmark.group = f"whole-sample {cfg} L={L}"
     benchmark.extra_info.update(_extra(backend, path, cfg, L, batch, "whole-sample", one_core))
-    out = benchmark.pedantic(run, rounds=bench_set["rounds"], iterations=1, warmup_rounds=1)
+    benchmark.extra_info["scenario"] = "offline"
+    out = measure_whole(benchmark, backend, handle, mdl, path, batch, L, bench_set, sync)
     assert out.step_logits.shape[0] == batch and np.isfinite(out.step_logits[:, -1]).all()
     mean = mean_seconds(benchmark)
     if mean is not None:
         benchmark.extra_info.update(samples_per_s=batch / mean, tokens_per_s=batch * L / mean,
                                     us_per_sample=mean * 1e6 / batch)
+        benchmark.extra_info.update(_scenario_figures(benchmark, batch, "per_call"))
+    u = inputs(0, (batch, L, mdl.config.d_input))
+
+    def run():
+        r = backend.run(handle, u, path)
+        sync()
+        return r
+
     _energy(benchmark, backend, run, (), batch * L, batch)

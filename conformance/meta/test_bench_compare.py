@@ -86,7 +86,7 @@ def test_stat_choice(runs):
     assert slow["mean"].ratio == pytest.approx(6e-3 / 5e-3) and slow["mean"].verdict == "same"
     assert slow["min"].ratio == pytest.approx(2.9e-3 / 3e-3) and slow["min"].verdict == "same"
     with pytest.raises(S4DInputError, match="stat must be one of"):
-        compare(*runs, stat="max")
+        compare(*runs, stat="p75")
     for bad in (0, -0.1, float("inf"), float("nan")):
         with pytest.raises(S4DInputError, match="threshold"):
             compare(*runs, threshold=bad)
@@ -214,7 +214,8 @@ def test_register_parses():
         "bench", "compare", "a.json", "b.json", 1.0, "min")
     assert args.force and args.fail_on_regression and args.json == "o.json" and callable(args.func)
     with pytest.raises(SystemExit):
-        p.parse_args(["bench", "compare", "a.json", "b.json", "--stat", "max"])
+        p.parse_args(["bench", "compare", "a.json", "b.json", "--stat", "p75"])
+    assert p.parse_args(["bench", "compare", "a.json", "b.json", "--stat", "p99"]).stat == "p99"
 
 
 def test_cli_exit_codes(runs, tmp_path, cli_main, capsys):
@@ -291,3 +292,22 @@ def test_cli_json_output_is_checked_before_reading(runs, tmp_path, cli_main, cap
     assert "comparison JSON (--json)" in err and "missing.json" not in err, "the output is checked first"
     assert cli_main(["bench", "compare", a, a, "--json", a]) == 2
     assert "is the input file" in capsys.readouterr().err
+
+
+def test_percentile_stats_from_data_or_extra_info(tmp_path):
+    """p50/p90/p99/max: from stats.data when the file keeps it, else from extra_info latency_s (committed runs
+    strip stats.data); neither is a clear error."""
+    a = bench("t.py::test_p", 1e-3)
+    a["stats"]["data"] = [1e-3] * 98 + [5e-3, 9e-3]
+    b = bench("t.py::test_p", 1e-3, latency_s={"p50": 1e-3, "p90": 1e-3, "p99": 2e-2, "max": 3e-2})
+    ra, rb = load_run(write_run(tmp_path / "a.json", [a])), load_run(write_run(tmp_path / "b.json", [b]))
+    row = rows_by_name(compare(ra, rb, stat="p99", threshold=1.0))["test_p"]
+    import numpy as np
+
+    assert row.a == pytest.approx(float(np.percentile(a["stats"]["data"], 99))) and row.b == 2e-2
+    assert row.verdict == "regression"
+    assert rows_by_name(compare(ra, rb, stat="max"))["test_p"].a == 9e-3
+    assert rows_by_name(compare(ra, rb, stat="p50"))["test_p"].verdict == "same"
+    bare = load_run(write_run(tmp_path / "c.json", [bench("t.py::test_p", 1e-3)]))
+    with pytest.raises(S4DInputError, match="neither stats.data nor"):
+        compare(ra, bare, stat="p90")

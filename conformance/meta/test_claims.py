@@ -10,7 +10,11 @@ from s4dconf.reference.validate import S4DInputError
 from s4dconf.reports.claims import CLAIMS_FILE, VERDICTS, evaluate, load_claims, verdicts_markdown
 
 
+AUDIT = {"output_sha256": "a" * 64, "replay_sha256": "a" * 64, "hash_match": True, "passed": True}
+
+
 def _bench(name, **info):
+    info.setdefault("audit", AUDIT)
     return {"name": name, "fullname": name, "group": "g", "params": {}, "extra_info": info,
             "stats": {"mean": 1.0, "median": 1.0, "min": 1.0}}
 
@@ -187,3 +191,38 @@ def test_accuracy_from_part_of_a_test_split_is_marked_partial(tmp_path):
     # every figure from the full split: not partial
     full = _by_id(evaluate([], _accuracy(tmp_path, 0.98, 0.97, 0.975)))["accuracy-drop"]
     assert full.verdict == "reproduced" and not full.partial and "partial" not in full.note
+
+
+def test_unaudited_benchmarks_are_left_out_with_the_reason(tmp_path):
+    benches = _modes(1000.0, {1: 500.0, 8: 4000.0, 64: 20000.0})
+    for b in benches:
+        b["extra_info"].pop("audit")
+    v = _by_id(evaluate([_write(tmp_path, benches)], None))
+    assert v["crossover-batch"].verdict == "not measurable here"
+    assert "audited figures only: 4 benchmark(s) left out" in v["crossover-batch"].note
+    assert "(no audit record)" in v["crossover-batch"].note
+    ok = _by_id(evaluate([_write(tmp_path, _modes(1000.0, {1: 500.0, 8: 4000.0, 64: 20000.0}), "c.json")], None))
+    assert ok["crossover-batch"].verdict == "reproduced" and ok["crossover-batch"].note.endswith("audited figures only")
+
+
+def test_time_to_decision_crossover(tmp_path):
+    from s4dconf.reports.claims import decision_crossover_rate, time_to_decision
+
+    step, whole, L = 50e-6, 20e-3, 784  # streaming keeps up to 20k tokens/s
+    slow = time_to_decision(1000.0, step, whole, L)
+    assert slow["stream"] == step and slow["stream_keeps_up"] and slow["whole"] == whole
+    r = decision_crossover_rate(step, whole, L)
+    assert r > 1 / step  # past the keep-up rate the backlog grows until whole-sample answers sooner
+    t = time_to_decision(r, step, whole, L)
+    assert abs(t["stream"] - t["whole"]) < 1e-9 and not t["stream_keeps_up"]
+    assert decision_crossover_rate(step, L * step * 2, L) is None  # whole-sample slower than L steps: never
+    benches = [_bench("s", backend="reference", mode="stream", path="default", batch=1, config="paper", L=L,
+                      device="cpu", us_per_token=40.0, tokens_per_s=25000.0,
+                      latency_s={"p50": 40e-6, "p90": 45e-6, "p99": step, "max": 1e-3}),
+               _bench("w", backend="reference", mode="whole-sample", path="conv", batch=1, config="paper", L=L,
+                      device="cpu", tokens_per_s=L / whole, us_per_sample=whole * 1e6,
+                      latency_s={"p50": whole, "p90": whole, "p99": whole, "max": whole})]
+    v = _by_id(evaluate([_write(tmp_path, benches)], None))["time-to-decision-crossover"]
+    assert v.verdict == "reproduced"
+    (m,) = v.measured.values()
+    assert abs(m["crossover_tokens_per_s"] - r) < 1e-6 * r
