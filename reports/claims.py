@@ -266,11 +266,16 @@ def crossover_points(benches) -> list[dict]:
     return out
 
 
+def _not_measurable(why: str):
+    """A check's result when the files hold nothing to measure it from: (verdict, measured, evidence, note)."""
+    return ("not measurable here", {}, [], why)
+
+
 def crossover_batch(claim, benches, accuracy):
     points = crossover_points(benches)
     if not points:
-        return ("not measurable here", {}, [], "no torch-rec streaming and torch-conv whole-sample benchmarks of "
-                "the same config, L and device")
+        return _not_measurable("no torch-rec streaming and torch-conv whole-sample benchmarks of the same config, L "
+                               "and device")
     measured, evidence, never = {}, [], []
     for p in points:
         s, convs = p["stream"], p["convs"]
@@ -345,11 +350,11 @@ def decision_points(benches, stat: str = "p99") -> list[dict]:
 
 
 def decision_crossover(claim, benches, accuracy):
+    measured, evidence, bad = {}, [], []  # bad: pairs where whole-sample answers sooner at every rate
     points = decision_points(benches)
     if not points:
-        return ("not measurable here", {}, [], "no audited streaming (batch 1, with latency_s) and whole-sample "
-                "(batch 1) benchmarks of one backend, config, L and device in one run")
-    measured, evidence, bad = {}, [], []
+        return _not_measurable("no audited streaming (batch 1, with latency_s) and whole-sample (batch 1) "
+                               "benchmarks of one backend, config, L and device in one run")
     for p in points:
         key = (f"{p['stream_backend']} stream vs {p['whole_backend']}:{p['whole_path']} whole-sample, "
                f"{p['config']} L={p['L']} on {p['device']} ({p['file']})")

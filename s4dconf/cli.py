@@ -11,12 +11,9 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
-import re
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from collections import Counter
 from pathlib import Path
@@ -24,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 import s4dconf
-import s4dconf.conformance
 from s4dconf.backends import REGISTRY, get_backend
 from s4dconf.backends.torch_backends import choose_device
 from s4dconf.fixedpoint.formats import FxpFormat, save_fxp
@@ -38,7 +34,6 @@ from s4dconf.reference.npzio import atomic_write, check_output_path, read_npz
 from s4dconf.reference.validate import S4DInputError
 from s4dconf.reports.claims import committed_benchmark_files, default_benchmark_files, evaluate
 from s4dconf.reports.compare import register as register_bench
-from s4dconf.reports.conformance_summary import LOWER, check_matrix_rows, decode_record
 from s4dconf.reports.report import build_report
 from s4dconf.reports.report import register as register_report
 from s4dconf.reports.resource_table import write_resources
@@ -47,6 +42,8 @@ from s4dconf.training import datafiles
 from s4dconf.training import datasets as ds
 from s4dconf.training.accuracy import MODELS_DIR, accuracy_table, load_table, merge_tables, prepare_table, write_table
 from s4dconf.training.recipes import get_recipe, make_models
+from s4dconf.check_output import (WIDTH, check_matrix, check_summary, conformance_dir, failing_checks, is_terminal,
+                                  run_conformance, side_files)
 
 EPILOG = """layout (README "Layout"; each floor imports only the floors below it):
   reference/   float64 S4D, model files, inputs, metrics     fixedpoint/  Loihi 2 integer arithmetic, PTQ
@@ -54,10 +51,6 @@ EPILOG = """layout (README "Layout"; each floor imports only the floors below it
   measure/     energy meters, operation/resource model        conformance/ the pytest suite and benchmarks
   training/    datasets, training, accuracy table             reports/     claims, bench compare, the report
 exit codes: 0 all passed, 1 a check failed, 2 bad input (the message says what and where)"""
-
-
-def _conformance_dir() -> Path:
-    return Path(s4dconf.conformance.__file__).resolve().parent
 
 
 # ----------------------------------------------------------------------------- argument and output checks
@@ -221,134 +214,6 @@ def cmd_golden(args) -> int:
     return 1
 
 
-WIDTH = 100  # every table and summary line of the CLI fits in this many columns
-_RESULT_LINE = re.compile(r"^\S*::.* (PASSED|FAILED|SKIPPED|XFAIL|XPASS|ERROR)\b")
-_COLLECTED = re.compile(r"collected (\d+) items?(?: / (\d+) deselected)?(?: / \d+ skipped)?(?: / (\d+) selected)?")
-
-
-def _is_terminal(stream=None) -> bool:
-    """Progress bars on a terminal; one plain line per step otherwise (CI logs, pipes, tests)."""
-    stream = sys.stderr if stream is None else stream
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False
-
-
-def _bar(total, desc: str, unit: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)
-
-
-def _side_files(json_path: Path) -> tuple[Path, Path]:
-    """Where run_conformance leaves pytest's per-test outcomes (JSON) and its full output (text)."""
-    json_path = Path(json_path)
-    return json_path.with_name(json_path.stem + ".outcomes.json"), json_path.with_name(json_path.stem + ".pytest.txt")
-
-
-def run_conformance(backends, json_path: Path, extra=(), quiet=False) -> int:
-    """Run the pytest conformance suite in a subprocess; the plugin writes the records to json_path, the per-test
-    outcomes and pytest's output go next to it (_side_files). pytest's progress shows as a bar on a terminal, as
-    one line when it ends otherwise."""
-    cmd = [sys.executable, "-m", "pytest", str(_conformance_dir()), "-m", "conformance",
-           "-p", "s4dconf.conformance.plugin", "--import-mode=importlib", "-p", "no:cacheprovider",
-           "--conformance-json", str(json_path), "-v", "-rs"]
-    for b in backends:
-        cmd += ["--backend", b]
-    cmd += list(extra)
-    outcomes, log = _side_files(json_path)
-    env = dict(os.environ, S4DCONF_OUTCOMES_JSON=str(outcomes), COLUMNS=str(WIDTH))
-    t0, done, lines, bar = time.perf_counter(), 0, [], None
-    terminal = _is_terminal()
-    try:
-        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                              errors="replace") as proc:
-            for line in proc.stdout:
-                lines.append(line)
-                m = _COLLECTED.search(line)
-                if m and bar is None and terminal:
-                    bar = _bar(int(m.group(3) or m.group(1)), "conformance (pytest)", "test")
-                elif _RESULT_LINE.search(line):
-                    done += 1
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix_str(_RESULT_LINE.search(line).group(1).lower())
-            rc = proc.wait()
-    finally:
-        if bar is not None:
-            bar.close()
-        log.write_text("".join(lines))
-    if not terminal and not quiet:
-        print(f"conformance: pytest ran {done} tests in {time.perf_counter() - t0:.0f} s (exit code {rc})",
-              flush=True)
-    return rc
-
-
-def _wrap(text: str, indent: str = "  ", first: str | None = None) -> str:
-    return textwrap.fill(text, WIDTH, initial_indent=indent if first is None else first, subsequent_indent=indent + "  ",
-                         break_on_hyphens=False, break_long_words=True)
-
-
-def _plain_reason(reason: str, backend: str | None) -> str:
-    """A skip reason without the backend name it starts with (the group says it)."""
-    for prefix in (f"backend {backend} ", f"{backend} ", f"{backend}: "):
-        if backend and reason.startswith(prefix):
-            return reason[len(prefix):]
-    return reason
-
-
-def check_summary(tests: list[dict], backends) -> list[str]:
-    """The lines of the summary `s4dconf check` prints first: pass/fail/skip counts per backend, then the skipped
-    tests grouped by backend and reason, then the tests that failed with pytest's one-line reason."""
-    order = list(dict.fromkeys(list(backends) + [t["backend"] or "(no backend)" for t in tests]))
-    counts = {b: Counter() for b in order}
-    for t in tests:
-        counts[t["backend"] or "(no backend)"][t["outcome"]] += 1
-    kinds = [k for k in ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
-             if k in ("passed", "failed", "skipped") or any(c[k] for c in counts.values())]
-    rows = [("backend", *kinds)] + [(b, *(c[k] for k in kinds)) for b, c in counts.items() if c or b in backends]
-    out = ["tests per backend:", text_table(rows, width=WIDTH)]
-    groups = Counter((t["backend"] or "(no backend)", _plain_reason(t["reason"], t["backend"]))
-                     for t in tests if t["outcome"] == "skipped")
-    if groups:
-        out += ["", "skipped, by reason:"]
-        for (b, reason), n in sorted(groups.items(), key=lambda kv: (order.index(kv[0][0]), -kv[1])):
-            out.append(_wrap(f"{b}: {n} case{'s' if n != 1 else ''}: {reason or 'no reason given'}"))
-    bad = [t for t in tests if t["outcome"] in ("failed", "error", "xpassed")]
-    if bad:
-        out += ["", "failed tests (pytest's reason; `-v` shows the details):"]
-        out += [_wrap(f"{t['nodeid']}: {t['reason'] or t['outcome']}") for t in bad[:30]]
-        if len(bad) > 30:
-            out.append(f"  ... and {len(bad) - 30} more")
-    return out
-
-
-def _direction(metric: str) -> str:
-    return ">=" if metric in LOWER else "<="
-
-
-def check_matrix(records: list[dict]) -> list[tuple]:
-    """check_matrix_rows with the tolerance written as a bound with its direction ("snr_db >= 15")."""
-    rows = [("backend:path", "family", "cases", "failed", "saturated", "worst", "bound (tolerance)", "verdict")]
-    for backend, family, cases, failed, saturated, worst, tol, verdict in check_matrix_rows(records)[1:]:
-        metric, _, value = worst.rpartition(" ")
-        bound = f"{metric} {_direction(metric)} {tol}" if metric else "-"
-        rows.append((backend, family, cases, failed, saturated, value if metric else worst, bound, verdict))
-    return rows
-
-
-def failing_checks(records: list[dict], limit: int = 20) -> list[str]:
-    """One line per record that did not pass: backend, case, probe, the value and the bound it missed."""
-    out = []
-    for r in map(decode_record, records):
-        if r["verdict"] == "pass":
-            continue
-        value = "-" if r["value"] is None else format(r["value"], ".4g")
-        tol = "-" if r["tolerance"] is None else format(r["tolerance"], "g")
-        out.append(_wrap(f"{r['backend']} {r['case']} ({r.get('probe') or '-'}): {r['metric']} {value}, "
-                         f"needs {r['metric']} {_direction(r['metric'])} {tol}"))
-    return out[:limit] + ([f"  ... and {len(out) - limit} more"] if len(out) > limit else [])
 
 
 def cmd_check(args) -> int:
@@ -359,7 +224,7 @@ def cmd_check(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "records.json"
         rc = run_conformance(args.backend, raw, extra=args.pytest_args, quiet=args.quiet)
-        outcomes, log = _side_files(raw)
+        outcomes, log = side_files(raw)
         details = log.read_text() if log.is_file() else ""
         tests = json.loads(outcomes.read_text())["tests"] if outcomes.is_file() else None
         if rc in (4, 5) and args.pytest_args:  # pytest's usage error / nothing collected: the extra arguments
@@ -412,7 +277,7 @@ def cmd_run(args) -> int:
     t_all = time.perf_counter()
     rcs = {}
 
-    terminal = _is_terminal()
+    terminal = is_terminal()
 
     def step(k, fn):  # a terminal: a start line (the step's own bars follow); always: one line when it ends
         t0 = time.perf_counter()
@@ -432,7 +297,7 @@ def cmd_run(args) -> int:
     step(2, command("eval", "--dataset", *args.dataset, "--models", models, "--out", out / "accuracy"))
     bench_json = out / "benchmark-smoke.json"
     step(3, lambda: subprocess.call([sys.executable, "-m", "pytest", "-q", "-m", "benchmark",
-                                     str(_conformance_dir() / "benchmarks" / "test_bench_modes.py"),
+                                     str(conformance_dir() / "benchmarks" / "test_bench_modes.py"),
                                      "--bench-set", "smoke", "--benchmark-json", str(bench_json), "-p",
                                      "no:cacheprovider"]))
 

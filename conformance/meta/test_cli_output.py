@@ -32,7 +32,7 @@ TESTS = ([{"nodeid": f"conformance/test_x.py::test_a[reference-c{i}]", "outcome"
 def _fake_conformance(backends, json_path, extra=(), quiet=False):
     json_path.write_text(json.dumps({"spec_version": "1.0", "s4dconf": "0.1.0", "platform": {}, "backends": {},
                                      "exitstatus": 1, "records": RECORDS}))
-    outcomes, log = cli._side_files(json_path)
+    outcomes, log = cli.side_files(json_path)
     outcomes.write_text(json.dumps({"exitstatus": 1, "tests": TESTS}))
     log.write_text("conformance/test_x.py::test_a[reference-c0] PASSED [  3%]\n")
     return 1

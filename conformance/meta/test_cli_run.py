@@ -29,7 +29,10 @@ def test_run_reaches_the_report_through_every_step(tmp_path, monkeypatch, capsys
     monkeypatch.setattr(cli, "cmd_golden", lambda args: 0)
     monkeypatch.setattr(cli, "run_conformance", fake_conformance)
     monkeypatch.setattr(cli.subprocess, "call", fake_bench)
-    monkeypatch.setattr(cli, "_is_terminal", lambda stream=None: False)  # a CI log: one plain line per step
+    from s4dconf import check_output
+
+    for module in (cli, check_output):  # a CI log: one plain line per step
+        monkeypatch.setattr(module, "is_terminal", lambda stream=None: False)
     assert cli.main(["run", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     for k in range(1, 8):
