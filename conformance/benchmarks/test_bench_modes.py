@@ -208,12 +208,21 @@ def measure_stream(benchmark, backend, handle, mdl, batch: int, L: int, bench_se
             for i in range(block):
                 bare_step(s3, tokens[((k + 1) * block + i) % L])
 
-        audit["anti_caching"] = _audit.anti_caching(fixed, varied, bench_set["anti_cache_pairs"])
+        anti = _audit.anti_caching(fixed, varied, bench_set["anti_cache_pairs"])
     else:
-        audit["anti_caching"] = "not run: --benchmark-disable (nothing timed)"
+        anti = NOT_TIMED
+    _store_audit(benchmark, audit, anti)
+    return logits
+
+
+NOT_TIMED = "not run: --benchmark-disable (nothing timed)"
+
+
+def _store_audit(benchmark, audit: dict, anti_caching) -> None:
+    """The audit passed (check_hash and anti_caching raise otherwise): record it with the benchmark."""
+    audit["anti_caching"] = anti_caching
     audit["passed"] = True
     benchmark.extra_info["audit"] = audit
-    return logits
 
 
 def _scenario_figures(benchmark, batch: int, per: str) -> dict:
@@ -288,11 +297,10 @@ def measure_whole(benchmark, backend, handle, mdl, path: str, batch: int, L: int
             backend.run(handle, fresh[k], path)
             sync()
 
-        audit["anti_caching"] = _audit.anti_caching(fixed, varied, bench_set["anti_cache_pairs"])
+        anti = _audit.anti_caching(fixed, varied, bench_set["anti_cache_pairs"])
     else:
-        audit["anti_caching"] = "not run: --benchmark-disable (nothing timed)"
-    audit["passed"] = True
-    benchmark.extra_info["audit"] = audit
+        anti = NOT_TIMED
+    _store_audit(benchmark, audit, anti)
     return out
 
 
