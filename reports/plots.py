@@ -1,8 +1,8 @@
 """The report's figures (matplotlib, Agg canvas, no pyplot state), each saved as a PNG under img/ and returned as a
 `ReportImage` with its alt text and caption: the error strip plots and, per benchmark run (one machine per
 figure), the streaming latency bars and the throughput-vs-batch lines, one panel per (config, L), each series
-labelled on the plot rather than in a legend. Only measured numbers are drawn; the Loihi 2 chip step time quoted
-from the paper is a labelled reference line."""
+labelled on the plot rather than in a legend, and the time to decision vs token rate. Only measured numbers are
+drawn; the Loihi 2 chip step time quoted from the paper is a labelled reference (a bar, a point), marked quoted."""
 from __future__ import annotations
 
 import math
@@ -128,6 +128,16 @@ def _spread(ys: list[float], gap: float) -> list[float]:
     return out
 
 
+def _end_labels(ax, labels: list, x: float) -> None:
+    """Direct labels instead of a legend: each (y, text, colour) of `labels` at x, right of where the lines end, on
+    a log y axis, spread at least 5.5 % of the axis apart; the y range grown to hold them."""
+    lo, hi = ax.get_ylim()
+    ys = _spread([math.log10(y) for y, _, _ in labels], 0.055 * (math.log10(hi) - math.log10(lo)))
+    for (_, text, colour), y in zip(labels, ys):
+        ax.annotate(text, (x, 10 ** y), fontsize=7, color=colour, va="center")
+    ax.set_ylim(lo, max(hi, 10 ** max(ys) * 1.15) if ys else hi)
+
+
 def latency_plot(img_dir: Path, stem: str, run_label: str, panels: dict, colours: dict) -> ReportImage | None:
     """Horizontal bars of the measured us per token of every streaming row, one panel per (config, L) of one run,
     each bar labelled with its backend:path and value; the quoted chip step time is a hatched red bar of its own,
@@ -203,11 +213,7 @@ def _throughput_panel(ax, title: str, rows: list[dict], crossovers: list[dict], 
     ax.set_xticks(batches, [str(b) for b in batches], fontsize=8)
     ax.set_xlim(batches[0] / 1.4, batches[-1] * (10 if len(batches) > 1 else 12))  # room for the labels
     ax.tick_params(axis="y", labelsize=8)
-    lo, hi = ax.get_ylim()
-    ys = _spread([math.log10(y) for y, _, _ in labels], 0.055 * (math.log10(hi) - math.log10(lo)))
-    for (_, text, colour), y in zip(labels, ys):
-        ax.annotate(text, (batches[-1] * 1.25, 10 ** y), fontsize=7, color=colour, va="center")
-    ax.set_ylim(lo, max(hi, 10 ** max(ys) * 1.15) if ys else hi)
+    _end_labels(ax, labels, batches[-1] * 1.25)
     ax.set_xlabel("batch size", fontsize=8)
     ax.set_ylabel("tokens per second", fontsize=8)
     ax.set_title(title, fontsize=9)
@@ -234,3 +240,66 @@ def throughput_plot(img_dir: Path, stem: str, run_label: str, panels: dict, cros
                              "the smallest batch where torch-conv whole-sample beats it, where there is one",
                        f"Throughput (measured, higher is better), {run_label}. The other backends' streaming figures "
                        "are in the latency plot above.")
+
+
+def _decision_panel(ax, title: str, points: list[dict], quoted_us: float | None, colours: dict) -> None:
+    """Time to decision vs token rate (both log) of one (config, L): a solid line per streaming backend (flat at
+    its step while it keeps up, an open circle where it stops keeping up, then growing with the backlog towards
+    L steps), a dashed flat line per whole-sample backend:path, a star at each crossover, the quoted chip step a
+    red diamond at the rate it keeps up to; every line labelled at its right end."""
+    from .claims import time_to_decision
+
+    top = max([p["stream_max_rate"] for p in points] + [p["crossover_rate"] or 0.0 for p in points]
+              + ([1e6 / quoted_us] if quoted_us else []))
+    rates = np.geomspace(10.0, 10.0 * top, 300)
+    several = len({p["device"] for p in points}) > 1
+    series = {}  # label -> (ys, colour, style, point): one line per backend and mode, however many points share it
+    for p in points:
+        on = f" ({p['device']})" if several else ""
+        times = [time_to_decision(r, p["step_s"], p["whole_s"], p["L"]) for r in rates]
+        series[f"{p['stream_backend']} streaming{on}"] = ([t["stream"] for t in times],
+                                                          colours.get(p["stream_backend"], "k"), "-", p)
+        series[f"{p['whole_backend']}:{p['whole_path']} whole-sample{on}"] = (
+            [t["whole"] for t in times], colours.get(p["whole_backend"], "k"), "--", None)
+    labels = []
+    for text, (ys, colour, style, p) in series.items():
+        ax.plot(rates, ys, ls=style, lw=1.5, color=colour)
+        if p is not None:  # where streaming stops keeping up (step = T)
+            ax.plot([p["stream_max_rate"]], [p["step_s"]], marker="o", mfc="none", ms=6, color=colour, ls="none")
+        labels.append((ys[-1], text, colour))
+    for p in points:
+        if p["crossover_rate"]:
+            ax.plot([p["crossover_rate"]], [p["whole_s"]], marker="*", ms=12, color="k", ls="none")
+    if quoted_us:
+        q = quoted_us * 1e-6
+        ax.plot([1.0 / q], [q], marker="D", ms=7, color="tab:red", ls="none")
+        ax.annotate(f"Loihi 2 chip, {quoted_us:g} us step\n(quoted, not measured)", (1.0 / q, q), xytext=(8, 0),
+                    textcoords="offset points", ha="left", va="center", fontsize=7, color="tab:red")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(rates[0], rates[-1] * 40)  # room for the labels
+    _end_labels(ax, labels, rates[-1] * 1.3)
+    ax.set_xlabel("token rate (tokens per second)", fontsize=8)
+    ax.set_ylabel("time to decision after the last token (s)", fontsize=8)
+    ax.tick_params(labelsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, which="major")
+
+
+def decision_plot(img_dir: Path, stem: str, run_label: str, panels: dict, quoted: dict, quoted_source: str,
+                  colours: dict) -> ReportImage:
+    """Time to decision vs token rate of one run (`_decision_panel`), one panel per (config, L): `panels[title]`
+    the `claims.decision_points` of that panel, `quoted[title]` the chip step (us) quoted for it, if any."""
+    fig, axes = _panels(len(panels), 11, 4.0)
+    for ax, (title, points) in zip(axes, panels.items()):
+        _decision_panel(ax, title, points, quoted.get(title), colours)
+    fig.suptitle(f"Time to decision, {run_label}", fontsize=10)
+    name = _save(fig, img_dir, f"bench-decision-{stem}.png")
+    ref = (f"; a red diamond: the Loihi 2 chip's step time quoted from the paper ({quoted_source}), quoted, not "
+           "measured, at the token rate it keeps up to") if quoted else ""
+    return ReportImage(name, f"Line charts, one per config and sequence length, both axes logarithmic: time from a "
+                             f"sequence's last token to its answer versus the token rate, {run_label}: a solid line "
+                             "per backend streaming (an open circle where it stops keeping up), a dashed line per "
+                             f"backend whole-sample, a star at each crossover{ref}",
+                       f"Time to decision (measured, audited; lower is better), {run_label}: above a star, "
+                       f"whole-sample answers sooner{ref}.")

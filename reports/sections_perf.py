@@ -8,9 +8,11 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from s4dconf.backends import backend_names, get_backend
+from s4dconf.reference.provenance import grade_text
 
 from . import plots
-from .claims import VERDICTS, BenchFigure, crossover_points
+from .claims import (VERDICTS, BenchFigure, audited, crossover_points, decision_points, load_claims,
+                     time_to_decision)
 from .page import Details, MarkdownFragment, Paragraph, ReportSection, SubHeading, TableBlock, TableCell
 from .report_inputs import LoadedInput, NUMERIC_EXTRA, RunOrigin, expect_input, fmt_number, not_run, safe_name
 from .sections import accuracy_headline, accuracy_source, accuracy_table_of, conformance_records
@@ -44,11 +46,16 @@ def load_bench_rows(benches: list[LoadedInput]) -> tuple[list[dict], list[str]]:
     return rows, skipped
 
 
+def _figures(rows: list[dict]) -> list[BenchFigure]:
+    """The rows of `load_bench_rows` as the claims read benchmarks."""
+    return [BenchFigure(r["file"], r["name"], r, r["node"]) for r in rows]
+
+
 def benchmark_crossovers(rows: list[dict]) -> list[dict]:
     """The crossovers of `claims.crossover_points` (one run, config, L and device with both torch-rec streaming at
     batch 1 and torch-conv whole-sample) among the rows: dicts with device, where (the device, and the file when
     there are several), batch (None: no measured batch wins), stream_tokens_per_s, batches, conv_tokens_per_s."""
-    points = crossover_points([BenchFigure(r["file"], r["name"], r, r["node"]) for r in rows])
+    points = crossover_points(_figures(rows))
     several_files = len({p["file"] for p in points}) > 1
     out = []
     for p in points:
@@ -79,6 +86,74 @@ def _bench_table(rows: list[dict]) -> TableBlock:
                             for r in rows])
 
 
+DECISION_RATES = (1e2, 1e3, 1e4, 1e5)  # tokens/s: from a 100 Hz sensor to raw audio's order of magnitude
+
+
+def _duration(s: float) -> str:
+    return f"{s * 1e6:.3g} us" if s < 1e-3 else f"{s * 1e3:.3g} ms" if s < 1.0 else f"{s:.3g} s"
+
+
+def _crossover_cell(rate) -> str:
+    """`claims.decision_crossover_rate` in words: None and 0.0 mean one mode answers sooner at every rate."""
+    if rate is None:
+        return "none: streaming sooner at every rate"
+    return "none: whole-sample sooner at every rate" if rate == 0.0 else f"{rate:,.0f}"
+
+
+def _sooner_cell(p: dict, rate: float) -> str:
+    """Which mode answers sooner at `rate` (`claims.time_to_decision`), in how long, and whether it keeps up."""
+    t = time_to_decision(rate, p["step_s"], p["whole_s"], p["L"])
+    mode = "streaming" if t["stream"] <= t["whole"] else "whole-sample"
+    behind = "" if t["stream_keeps_up" if mode == "streaming" else "whole_keeps_up"] else ", falls behind"
+    return f"{mode}\n{_duration(min(t['stream'], t['whole']))}{behind}"
+
+
+def decision_table(points: list[dict]) -> TableBlock:
+    """Per `claims.decision_points` entry (backend, config, L): the step and whole-sample times, the rates each mode
+    keeps up with, the crossover rate, and which mode answers sooner at each of DECISION_RATES."""
+    hdr = (["config", "L", "streaming (step p99)", "whole-sample (median)", "keeps up to (tokens/s)",
+            "crossover (tokens/s)"] + [f"at {r:,.0f} tokens/s" for r in DECISION_RATES])
+    rows = [[p["config"], p["L"], f"{p['stream_backend']}\n{_duration(p['step_s'])}",
+             f"{p['whole_backend']}:{p['whole_path']}\n{_duration(p['whole_s'])}",
+             f"streaming {p['stream_max_rate']:,.0f}\nwhole-sample {p['whole_max_rate']:,.0f}",
+             _crossover_cell(p["crossover_rate"])] + [_sooner_cell(p, r) for r in DECISION_RATES] for p in points]
+    return TableBlock(hdr, rows)
+
+
+def quoted_chip_step() -> tuple[float, str] | None:
+    """The Loihi 2 chip's step time quoted from the paper, (us, source), as the claim `chip_step_time` of
+    claims.toml quotes it; None when no claim does."""
+    c = next((c for c in load_claims() if c["check"] == "chip_step_time"), None)
+    return (float(c["quoted_value_us"]), str(c["source"])) if c else None
+
+
+def _decision_blocks(run_label: str, stem: str, panels: dict, img_dir: Path, colours: dict) -> list:
+    """Time to decision of one run, from its audited figures only (`claims.audited`, `claims.decision_points`):
+    a sentence, the plot and the table, or a sentence saying why there are none (no audited figures)."""
+    figures = {title: _figures(rows) for title, rows in panels.items()}
+    left_out = [x for fs in figures.values() for x in audited(fs)[1]]
+    points = {title: decision_points(audited(fs)[0]) for title, fs in figures.items()}
+    points = {title: ps for title, ps in points.items() if ps}
+    n = sum(len(fs) for fs in figures.values())
+    if not points:
+        why = (f"none of its {n} timed benchmarks carries a passed audit record" if len(left_out) == n else
+               "its audited figures hold no streaming (batch 1) and whole-sample (batch 1) benchmarks of one "
+               "backend, config and L")
+        return [Paragraph(f"Time to decision: not shown for this run, {why} (claims and this table use audited "
+                          "figures only, SPEC.md 20; `tox -e bench` measures them with their audits).")]
+    quoted = quoted_chip_step()
+    on = {title: quoted[0] for title in points if quoted and any(r.get("quoted_chip_step_us") is not None
+                                                                  for r in panels[title])}
+    blocks = [Paragraph("Time to decision (SPEC.md 20): tokens arrive every T = 1 / rate seconds; streaming answers "
+                        "one step (its p99) after the last token while step <= T, and falls behind otherwise (the "
+                        "backlog adds (L - 1)(step - T)); whole-sample buffers the sequence, then computes it at "
+                        "batch 1 (fastest path, median). Above the crossover rate whole-sample answers sooner. "
+                        "Audited figures only" + (f" ({len(left_out)} benchmarks of this run without a passed audit "
+                                                  "left out)" if left_out else "") + ".")]
+    img = plots.decision_plot(img_dir, stem, run_label, points, on, quoted[1] if quoted else "", colours)
+    return blocks + [img, decision_table([p for ps in points.values() for p in ps])]
+
+
 def _group_key(kv) -> tuple:
     (config, L), _ = kv
     return config, _int_or(L, -1), str(L)
@@ -99,6 +174,7 @@ def _bench_run(origin: RunOrigin, stem: str, rows: list[dict], img_dir: Path, co
                if img is not None]
     for title, cs in crossovers.items():
         blocks += _crossover_text(title, cs)
+    blocks += _decision_blocks(origin.label, stem, panels, img_dir, colours)
     for q in plots.quoted_chip(rows):
         src = next((r.get("quoted_source") for r in rows if r.get("quoted_chip_step_us") == q), None)
         blocks.append(Paragraph(f"**quoted** (not measured here): Loihi 2 chip step time {q:g} us"
@@ -263,6 +339,14 @@ def _claim_figures(claim: dict, runs: _ClaimRuns) -> TableBlock | None:
     return TableBlock(["measured", "figure", "value", "measured on"], rows, cls="figures")
 
 
+def _grade_of(entry: dict) -> str:
+    """The source grade of a claim (or of one of its other versions) as the claims JSON gives it."""
+    g = entry.get("grade")
+    if isinstance(g, str):
+        g = [g]
+    return grade_text(x for x in g if isinstance(x, str)) if isinstance(g, list) and g else "ungraded"
+
+
 def claims_section(cl: LoadedInput, origins_by_file: dict, values_by_origin: dict) -> ReportSection:
     """Every claim: the verdict, the quoted value with its source, the note, the measured figures as a small table
     with the run (machine) of each, and the evidence, collapsed."""
@@ -273,14 +357,20 @@ def claims_section(cl: LoadedInput, origins_by_file: dict, values_by_origin: dic
     blocks = [Paragraph(f"From `{Path(cl.path).name}`. The paper's claims, quoted, next to the verdict computed from "
                         "the measurements (SPEC.md 21). Each figure names the run it comes from: \"here\" (this "
                         "machine) or another machine."),
-              TableBlock(["claim", "verdict", "quoted (paper)"],
+              TableBlock(["claim", "verdict", "quoted", "source grade (SPEC.md 21.1)"],
                          [[c["id"], TableCell(c["verdict"], colour.get(_base_verdict(c["verdict"]), "")),
-                           TableCell(f"{c.get('quoted', '')} ({c.get('source', '')})", "quoted")] for c in claims])]
+                           TableCell(f"{c.get('quoted', '')} ({c.get('source', '')})", "quoted"),
+                           _grade_of(c)] for c in claims])]
     for c in claims:
         runs = _ClaimRuns(c, origins_by_file, values_by_origin)
         blocks.append(SubHeading(f"{c['id']}: **{c['verdict']}**"))
         if c.get("note"):
             blocks.append(Paragraph(str(c["note"])))
+        others = [e for e in c.get("also_quoted") or [] if isinstance(e, dict)]
+        if others:
+            blocks.append(Details(f"Quoted differently by {len(others)} other source{'s' if len(others) > 1 else ''}",
+                                  items=[f"{e.get('quoted', '')} ({_grade_of(e)}: {e.get('source', '')}; quoted)"
+                                         for e in others]))
         table = _claim_figures(c, runs)
         blocks.append(table if table is not None else Paragraph("Measured: nothing."))
         ev = runs.evidence_items()

@@ -14,6 +14,11 @@ backends of the smoke set (21 benchmarks, 8 interleaved pairs each) on this proj
 CI run and a training job, the measured ratio spread from 0.77 to 1.19, so 10 % (or 25 %) would fail on noise; a
 cache hit is a many-fold speed-up (the caching backend of conformance/meta/test_bench_audit.py measures far below
 0.6), beyond any noise seen here.
+
+Every timed benchmark module uses these (test_bench_modes.py, test_bench_fixed_point.py, test_bench_lava.py):
+streams through `StreamRecord` and `audit_stream`, whole runs through `replay` and `inputs_anti_caching`; the
+record goes into extra_info["audit"] through `store_audit` alone, which is what reports/claims.py requires of a
+figure before any claim uses it.
 """
 from __future__ import annotations
 
@@ -21,6 +26,8 @@ import hashlib
 import time
 
 import numpy as np
+
+from ._common import inputs, mean_seconds
 
 HASH_DECIMALS = 9
 ANTI_CACHE_THRESHOLD = 0.4  # fixed-input calls may be at most 40 % faster than varied-input calls
@@ -48,24 +55,30 @@ def output_hash(outputs) -> str:
     return h.hexdigest()
 
 
-def replay_stream(backend, model, batch: int, token_calls, opener=None) -> str:
-    """Hash of the token calls (a list of (batch, d) arrays, or None for a session reset) on a fresh handle and
-    session (`opener(handle)`, default open_session(handle, batch)), outside any timer; each output copied at once."""
-    handle = backend.prepare(model)
-    session = opener(handle) if opener else backend.open_session(handle, batch)
+def _copied(out) -> np.ndarray:
+    return np.array(_array(out), copy=True)
+
+
+def replay_session(session, token_calls) -> list:
+    """The outputs of the token calls (a list of (batch, d) arrays, or None for a session reset) on `session`, a
+    fresh one, outside any timer; inputs copied, each output copied at once."""
     outs = []
     for tok in token_calls:
         if tok is None:
             session.reset()
         else:
-            outs.append(np.array(_array(session.step(np.array(tok, copy=True))), copy=True))
-    return output_hash(outs)
+            outs.append(_copied(session.step(np.array(tok, copy=True))))
+    return outs
+
+
+def replay(fn, inputs) -> list:
+    """The outputs of fn(u) for each input u, outside any timer; inputs copied, each output copied at once."""
+    return [_copied(fn(np.array(u, copy=True))) for u in inputs]
 
 
 def replay_whole(backend, model, path: str, inputs) -> str:
     """Hash of whole-sample runs of the inputs, each on a freshly prepared handle, outside any timer."""
-    return output_hash([np.array(_array(backend.run(backend.prepare(model), np.array(u, copy=True), path)),
-                                 copy=True) for u in inputs])
+    return output_hash(replay(lambda u: backend.run(backend.prepare(model), u, path), inputs))
 
 
 def check_hash(timed: str, replayed: str, what: str) -> dict:
@@ -111,6 +124,92 @@ def anti_caching(fixed_call, varied_call, pairs: int = ANTI_CACHE_PAIRS,
                          f"{', '.join(f'{r:.2f}' for r in ratios)}; allowed: at most {threshold:.0%} faster): "
                          "the backend caches results")
     return rec
+
+
+NOT_TIMED = "not run: --benchmark-disable (nothing timed)"  # anti-caching needs timings
+STREAM_BLOCK = 25  # tokens per anti-caching call of a stream
+
+
+def store_audit(benchmark, audit: dict, anti_caching) -> None:
+    """The audit passed (check_hash and anti_caching raise otherwise): record it with the benchmark, as
+    extra_info["audit"] (what claims read: SPEC.md 20, 21). The one place every timed benchmark module records it."""
+    audit["anti_caching"] = anti_caching
+    audit["passed"] = True
+    benchmark.extra_info["audit"] = audit
+
+
+def stream_anti_caching(open_session, tokens, step, pairs: int = ANTI_CACHE_PAIRS) -> dict:
+    """`anti_caching` for a stream. MLPerf TEST04's "same sample" is, for a stream, the same sequence of tokens from
+    a reset state: the first STREAM_BLOCK tokens of `tokens` (T, N, d) on one session of open_session(), against
+    other blocks of them on another (a repeated single token would let the state settle and the sigma-delta traffic
+    vanish: a real speed-up, not a cache). step(session, u_t) is the benchmark's timed step."""
+    fixed_session, varied_session = open_session(), open_session()
+    T = len(tokens)
+
+    def fixed():
+        fixed_session.reset()
+        for i in range(STREAM_BLOCK):
+            step(fixed_session, tokens[i])
+
+    def varied(k):
+        varied_session.reset()
+        for i in range(STREAM_BLOCK):
+            step(varied_session, tokens[((k + 1) * STREAM_BLOCK + i) % T])
+
+    return anti_caching(fixed, varied, pairs)
+
+
+class StreamRecord:
+    """The feed and the outputs of a timed stream: `setup` and `timed` are benchmark.pedantic's setup and target.
+    The tokens (T, N, d) of one sequence in order, one per call, the session reset after each whole sequence (a new
+    stream: the state is always that of a real stream, never left to decay for tens of thousands of steps, where
+    float64 subnormals would slow any CPU down); every call is recorded (a token index, or None for a reset) and
+    every output kept by reference, as a consumer holding the results would (a stale buffer shows).
+    step(session, u_t) is the timed step (the session's step, and a CUDA sync where needed)."""
+
+    def __init__(self, session, tokens, step):
+        self.session, self.tokens, self.step = session, tokens, step
+        self.calls, self.outs, self._pos = [], [], 0
+
+    def setup(self):
+        if self._pos == len(self.tokens):
+            self.session.reset()
+            self.calls.append(None)
+            self._pos = 0
+        self.calls.append(self._pos)
+        self._pos += 1
+        return (self.tokens[self._pos - 1],), {}
+
+    def timed(self, u):
+        out = self.step(self.session, u)
+        self.outs.append(out)
+        return out
+
+    def token_calls(self) -> list:
+        """The calls as `replay_session` takes them."""
+        return [None if k is None else self.tokens[k] for k in self.calls]
+
+
+def audit_stream(benchmark, record: StreamRecord, fresh_session, open_session, pairs: int, what: str) -> None:
+    """Both audits of a timed stream, stored with `store_audit`: the hash of `record`'s outputs against the same
+    calls replayed on fresh_session() (a session of a freshly prepared handle), then, when the benchmark was timed,
+    `stream_anti_caching` on sessions of open_session(). Raises AuditError when either fails."""
+    audit = check_hash(output_hash(record.outs), output_hash(replay_session(fresh_session(), record.token_calls())),
+                       what)
+    audit["outputs_hashed"] = len(record.outs)
+    timed = mean_seconds(benchmark) is not None
+    store_audit(benchmark, audit, stream_anti_caching(open_session, record.tokens, record.step, pairs) if timed
+                else NOT_TIMED)
+
+
+def varied_inputs(shape, pairs: int = ANTI_CACHE_PAIRS, seed: int = 300) -> list:
+    """The inputs `anti_caching` varies through (2 (pairs + 1): two attempts), made before it: never timed."""
+    return [inputs(seed + k, shape) for k in range(2 * (pairs + 1))]
+
+
+def inputs_anti_caching(call, fixed_input, varied: list, pairs: int = ANTI_CACHE_PAIRS) -> dict:
+    """`anti_caching` of call(u): u the one fixed_input, against varied[k] (`varied_inputs`)."""
+    return anti_caching(lambda: call(fixed_input), lambda k: call(varied[k]), pairs)
 
 
 def percentiles(data) -> dict:

@@ -14,12 +14,14 @@ Group:
                       numpy-fxp also the saturations counted while timing, and, once both of a (config, batch)
                       pair have run in the session: float64_us_per_token_median, ratio_to_float64 (median /
                       median), ratio_to_float64_mean, goal_ratio (2.0: the issue's goal for the integer path) and
-                      meets_goal (ratio_to_float64 <= goal_ratio).
+                      meets_goal (ratio_to_float64 <= goal_ratio); audit (below).
 
 Both backends of a pair are measured in the same module, one after the other, under the same one-thread limit
 (BLAS/OpenMP pools at 1 thread, threadpoolctl), with the same inputs: pixel-like values in [0, 1), a fixed
 sequence of SEQ_LEN tokens per stream, the session reset after each whole sequence. The medians are compared:
-on a shared machine a few preempted rounds inflate a mean, not a median.
+on a shared machine a few preempted rounds inflate a mean, not a median. Every benchmark is audited as the
+streaming ones of test_bench_modes.py are (_audit.audit_stream, SPEC.md 20): the hash of its timed outputs against
+the same calls replayed untimed on a session of a freshly prepared model, and anti-caching; extra_info["audit"].
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ import pytest
 from s4dconf.backends.numpy_fxp import FxpSession
 from s4dconf.fixedpoint.quantize import quantize
 
+from . import _audit
 from ._common import (  # noqa: F401  (one_core: the module's autouse fixture)
     SEQ_LEN,
     STREAM_ROUNDS,
@@ -38,7 +41,6 @@ from ._common import (  # noqa: F401  (one_core: the module's autouse fixture)
     inputs,
     model,
     one_core,
-    stream_feeder,
     stream_figures,
 )
 
@@ -57,6 +59,18 @@ _MEASURED: dict[tuple[str, int], dict[str, tuple[dict, float, float]]] = {}
 @functools.lru_cache(maxsize=None)
 def _fxp_model(name: str):
     return quantize(model(name))
+
+
+def _open(name: str, batch: int, backend: str, fresh: bool = False):
+    """A streaming session of the benchmarked engine; `fresh`: of a newly quantised model (the audit's replay; the
+    float64 reference's prepared model is the model itself, as in backends/reference.py)."""
+    if backend == "numpy-fxp":
+        return FxpSession(quantize(model(name)) if fresh else _fxp_model(name), batch)
+    return model(name).session(batch)
+
+
+def _step(session, u_t):
+    return session.step(u_t)
 
 
 def _record_pair(name: str, batch: int, backend: str, benchmark) -> None:
@@ -81,22 +95,21 @@ def _record_pair(name: str, batch: int, backend: str, benchmark) -> None:
     for name, batch in CASES for backend in BACKENDS])
 def test_fxp_stream_latency(benchmark, one_core, name, batch, backend):
     m = model(name)
-    if backend == "numpy-fxp":
-        session = FxpSession(_fxp_model(name), batch)
-    else:
-        session = m.session(batch)
     tokens = inputs(1, (SEQ_LEN, batch, m.config.d_input))
     rounds, warmup = ROUNDS.get((name, batch), (STREAM_ROUNDS, STREAM_WARMUP))
     # mode: a pair measured for its ratio, kept apart from test_bench_modes.py's "stream" group
     benchmark.extra_info.update(config=name, batch=batch, backend=backend, mode="stream-fxp-vs-float", path="default",
                                 device="cpu", dtype="fixed-point" if backend == "numpy-fxp" else "float64",
                                 L=SEQ_LEN, seq_len=SEQ_LEN, **one_core)
-    logits = benchmark.pedantic(session.step, setup=stream_feeder(session, tokens), rounds=rounds, iterations=1,
-                                warmup_rounds=warmup)
+    record = _audit.StreamRecord(_open(name, batch, backend), tokens, _step)
+    logits = benchmark.pedantic(record.timed, setup=record.setup, rounds=rounds, iterations=1, warmup_rounds=warmup)
     assert logits.shape == (batch, m.config.n_classes)
     assert np.isfinite(logits).all()
     if backend == "numpy-fxp":
-        benchmark.extra_info["saturations"] = int(sum(session.engine.saturations.values()))
+        benchmark.extra_info["saturations"] = int(sum(record.session.engine.saturations.values()))
+    _audit.audit_stream(benchmark, record, lambda: _open(name, batch, backend, fresh=True),
+                        lambda: _open(name, batch, backend), _audit.ANTI_CACHE_PAIRS,
+                        f"{backend} stream {name} batch {batch}")
     figures = stream_figures(benchmark, batch)
     if figures:
         benchmark.extra_info.update(figures)

@@ -160,69 +160,20 @@ def measure_stream(benchmark, backend, handle, mdl, batch: int, L: int, bench_se
     def opener(h):
         return backend.open_session(h, batch, graph=True) if graph else backend.open_session(h, batch)
 
-    session = opener(handle)
     tokens = inputs(1, (L, batch, mdl.config.d_input))
-    calls, outs, pos = [], [], [0]
-
-    def next_token():  # the tokens of one sequence in order; a reset after each whole sequence (a new stream)
-        if pos[0] == L:
-            session.reset()
-            calls.append(None)
-            pos[0] = 0
-        calls.append(pos[0])
-        pos[0] += 1
-        return (tokens[pos[0] - 1],), {}
-
-    def step(u):
-        out = session.step(u)
-        sync()
-        outs.append(out)  # by reference: what a consumer holding the results sees (a stale buffer shows)
-        return out
 
     def bare_step(s, u):
         out = s.step(u)
         sync()
         return out
 
+    record = _audit.StreamRecord(opener(handle), tokens, bare_step)
     rounds = _stream_rounds(opener(handle), tokens, bare_step, bench_set)
-    logits = benchmark.pedantic(step, setup=next_token, rounds=rounds, iterations=1, warmup_rounds=min(200, L))
-    what = f"{backend.name} stream batch {batch}"
-    audit = _audit.check_hash(_audit.output_hash(outs),
-                              _audit.replay_stream(backend, mdl, batch,
-                                                   [None if k is None else tokens[k] for k in calls], opener),
-                              what)
-    audit["outputs_hashed"] = len(outs)
-    if mean_seconds(benchmark) is not None:
-        s2, s3 = opener(handle), opener(handle)
-        block = 25
-
-        # MLPerf TEST04's "same sample" is, for a stream, the same sequence of tokens from a reset state (a
-        # repeated single token would let the state settle and the sigma-delta traffic vanish: a real speed-up)
-        def fixed():
-            s2.reset()
-            for i in range(block):
-                bare_step(s2, tokens[i])
-
-        def varied(k):
-            s3.reset()
-            for i in range(block):
-                bare_step(s3, tokens[((k + 1) * block + i) % L])
-
-        anti = _audit.anti_caching(fixed, varied, bench_set["anti_cache_pairs"])
-    else:
-        anti = NOT_TIMED
-    _store_audit(benchmark, audit, anti)
+    logits = benchmark.pedantic(record.timed, setup=record.setup, rounds=rounds, iterations=1,
+                                warmup_rounds=min(200, L))
+    _audit.audit_stream(benchmark, record, lambda: opener(backend.prepare(mdl)), lambda: opener(handle),
+                        bench_set["anti_cache_pairs"], f"{backend.name} stream batch {batch}")
     return logits
-
-
-NOT_TIMED = "not run: --benchmark-disable (nothing timed)"
-
-
-def _store_audit(benchmark, audit: dict, anti_caching) -> None:
-    """The audit passed (check_hash and anti_caching raise otherwise): record it with the benchmark."""
-    audit["anti_caching"] = anti_caching
-    audit["passed"] = True
-    benchmark.extra_info["audit"] = audit
 
 
 def _scenario_figures(benchmark, batch: int, per: str) -> dict:
@@ -287,20 +238,16 @@ def measure_whole(benchmark, backend, handle, mdl, path: str, batch: int, L: int
                               f"{backend.name} whole-sample {path} batch {batch}")
     audit["outputs_hashed"] = len(outs)
     if mean_seconds(benchmark) is not None:
-        fresh = [inputs(300 + k, pool[0].shape) for k in range(2 * (bench_set["anti_cache_pairs"] + 1))]
+        pairs = bench_set["anti_cache_pairs"]
 
-        def fixed():
-            backend.run(handle, pool[0], path)
+        def call(u):
+            backend.run(handle, u, path)
             sync()
 
-        def varied(k):
-            backend.run(handle, fresh[k], path)
-            sync()
-
-        anti = _audit.anti_caching(fixed, varied, bench_set["anti_cache_pairs"])
+        anti = _audit.inputs_anti_caching(call, pool[0], _audit.varied_inputs(pool[0].shape, pairs), pairs)
     else:
-        anti = NOT_TIMED
-    _store_audit(benchmark, audit, anti)
+        anti = _audit.NOT_TIMED
+    _audit.store_audit(benchmark, audit, anti)
     return out
 
 

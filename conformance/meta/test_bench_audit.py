@@ -7,7 +7,7 @@ import pytest
 
 from s4dconf.backends import get_backend
 from s4dconf.conformance.benchmarks import _audit
-from s4dconf.conformance.benchmarks._common import model
+from s4dconf.conformance.benchmarks._common import inputs, model
 from s4dconf.conformance.benchmarks.test_bench_modes import SETS, measure_stream, measure_whole
 
 CFG, L = "loihi-profile", 64
@@ -127,3 +127,65 @@ def test_output_hash_is_order_and_value_sensitive():
     assert _audit.output_hash([x, y]) != _audit.output_hash([y, x])
     assert _audit.output_hash([x]) == _audit.output_hash([-x])  # -0.0 and 0.0 hash alike
     assert _audit.percentiles([1.0, 2.0, 3.0])["max"] == 3.0 and _audit.percentiles([]) == {}
+
+
+def _fxp_record(session_of, tokens):
+    """A timed stream of FxpSessions (what test_bench_fixed_point.py times), through the shared StreamRecord."""
+    from s4dconf.backends.numpy_fxp import FxpSession
+    from s4dconf.fixedpoint.quantize import quantize
+
+    q = quantize(model(CFG))
+    record = _audit.StreamRecord(session_of(FxpSession(q, 1)), tokens, lambda s, u: s.step(u))
+    bench = FakeBenchmark()
+    bench.pedantic(record.timed, setup=record.setup, rounds=3 * L, warmup_rounds=10)
+    return bench, record, lambda: FxpSession(quantize(model(CFG)), 1), lambda: FxpSession(q, 1)
+
+
+def test_the_fixed_point_module_audits_catch_a_stale_session_and_pass_a_correct_one():
+    tokens = inputs(1, (L, 1, model(CFG).config.d_input))
+    bench, record, fresh, opener = _fxp_record(lambda s: s, tokens)
+    _audit.audit_stream(bench, record, fresh, opener, 4, "numpy-fxp stream")
+    a = bench.extra_info["audit"]
+    assert a["passed"] and a["hash_match"] and a["outputs_hashed"] == 3 * L + 10 and a["anti_caching"]["passed"]
+
+    class Stale:  # the engine's logits copied into one buffer that the next step overwrites
+        def __init__(self, s):
+            self.s, self.buf = s, None
+
+        def step(self, u):
+            out = self.s.step(u)
+            self.buf = np.empty_like(out) if self.buf is None else self.buf
+            self.buf[...] = out
+            return self.buf
+
+        def reset(self):
+            self.s.reset()
+
+    bench, record, fresh, opener = _fxp_record(Stale, tokens)
+    with pytest.raises(_audit.AuditError, match="stale or cached"):
+        _audit.audit_stream(bench, record, fresh, opener, 4, "numpy-fxp stream")
+    assert "audit" not in bench.extra_info  # nothing recorded: no claim can use it
+
+
+def test_the_lava_module_anti_caching_catches_a_content_cache():
+    # test_bench_lava.py times whole runs (run_fxp, Lava's run_integers) on one input: a cache keyed on the input's
+    # content would inflate the emulator's speed-up; inputs_anti_caching is what it runs against that
+    from s4dconf.fixedpoint.engine import run_fxp
+    from s4dconf.fixedpoint.quantize import quantize
+
+    q = quantize(model(CFG))
+    u = inputs(3, (1, L, q.config.d_input))
+    cache = {}
+
+    def cached(x):  # right answers, no work on a repeat
+        key = x.tobytes()
+        if key not in cache:
+            cache[key] = run_fxp(q, x)
+        return cache[key]
+
+    varied = _audit.varied_inputs(u.shape, 4)
+    assert _audit.inputs_anti_caching(lambda x: run_fxp(q, x), u, varied, 4)["passed"]
+    # the hash cannot see this cache (its answers are right): the anti-caching check does
+    assert _audit.output_hash(_audit.replay(lambda x: run_fxp(q, x), [u])) == _audit.output_hash([cached(u)])
+    with pytest.raises(_audit.AuditError, match="anti-caching"):
+        _audit.inputs_anti_caching(cached, u, varied, 4)
