@@ -5,12 +5,15 @@ Benchmarks are matched by `fullname`. For each pair the ratio is
     ratio = stat(B) / stat(A)        (stat: median by default, or mean, min, p50, p90, p99, max; seconds per call)
 
 so ratio > 1 means B is slower. With threshold t the verdict is "regression" when ratio > 1 + t, "improvement" when
-ratio < 1 / (1 + t) (the same factor the other way), else "same". Benchmarks found in one file only are listed as
-"only in A" / "only in B"; p50/p90/p99/max come from the per-call timings (stats.data) when the file keeps
-them, else from extra_info["latency_s"], which the benchmarks record at measure time. Those run with `--benchmark-disable` (no stats) are "not timed" and never compared.
-Only time stats are compared; throughput figures in extra_info follow from them. Runs from different machines
-(node, machine, processor, cpu.brand_raw, system, release, and gpu/gpus/cuda when recorded) are refused: their
-ratios measure the machines, not the code. `--force` compares anyway and the report says so.
+ratio < 1 / (1 + t) (the same factor the other way), else "same". The text shows the benchmarks of both runs first
+(their verdicts counted, then the table), then counts by group those found in one file only ("only in A" / "only
+in B"; the JSON lists them); two runs without a benchmark in common are refused, with what each holds.
+p50/p90/p99/max come from the per-call timings (stats.data) when the file keeps them, else from
+extra_info["latency_s"], which the benchmarks record at measure time. Those run with `--benchmark-disable` (no
+stats) are "not timed" and never compared. Only time stats are compared; throughput figures in extra_info follow
+from them. Runs from different machines (node, machine, processor, cpu.brand_raw, system, release, and
+gpu/gpus/cuda when recorded; one recorded in one run only counts as different) are refused: their ratios measure
+the machines, not the code. `--force` compares anyway and the report says so.
 
 CI procedure: in one CI job, on one machine, run the smoke set twice, the baseline (the base commit, e.g. a
 `git worktree` of it) and then the current tree, and compare:
@@ -31,11 +34,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import textwrap
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from s4dconf.reference.npzio import atomic_write, check_output_path, read_text_file
 from s4dconf.reference.validate import S4DInputError, json_object
+from s4dconf.reports.tables import text_table
 
 REQUIRED_KEYS = ("machine_info", "commit_info", "benchmarks", "datetime", "version")
 MACHINE_FIELDS = ("node", "machine", "processor", "system", "release")
@@ -44,6 +50,9 @@ INFO_FIELDS = ("backend", "mode", "config", "batch", "L", "device")
 STATS = ("median", "mean", "min", "p50", "p90", "p99", "max")
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0}  # max: stats["max"] when kept, else as these
 FORCED_NOTE = "FORCED: runs from different machines; ratios are not meaningful"
+WIDTH = 100  # the CLI's line width (s4dconf/check_output.py)
+VERDICTS = ("regression", "improvement", "same", "not timed")  # of a benchmark in both runs
+ONLY = ("only in A", "only in B")
 
 
 @dataclass(frozen=True)
@@ -134,9 +143,58 @@ def machine_key(machine_info: dict) -> dict:
 
 
 def machine_differences(a: dict, b: dict) -> list[str]:
-    """'field: A vs B' for each field of machine_key that differs (a field recorded in one run only differs)."""
+    """'field: <value> in A, <value> in B' for each field of machine_key that differs; a field recorded in one run
+    only differs ("not recorded")."""
     ka, kb = machine_key(a), machine_key(b)
-    return [f"{f}: {ka.get(f)!r} vs {kb.get(f)!r}" for f in dict.fromkeys([*ka, *kb]) if ka.get(f) != kb.get(f)]
+
+    def shown(v) -> str:
+        return "not recorded" if v is None else repr(v)
+
+    return [f"{f}: {shown(ka.get(f))} in A, {shown(kb.get(f))} in B" for f in dict.fromkeys([*ka, *kb])
+            if ka.get(f) != kb.get(f)]
+
+
+def group_of(bench: Bench) -> str:
+    """The benchmark's pytest-benchmark group, else its test function (the name without [params])."""
+    return bench.group or bench.name.split("[", 1)[0]
+
+
+def group_counts(groups) -> str:
+    """'group (count), ...' of group labels (group_of), in first-seen order: what a set of benchmarks holds."""
+    return ", ".join(f"{g} ({n})" for g, n in Counter(groups).items())
+
+
+def _wrapped(text: str, indent: str = "  ") -> str:
+    return textwrap.fill(text, WIDTH, initial_indent=indent, subsequent_indent=indent + "  ",
+                         break_on_hyphens=False, break_long_words=False)
+
+
+def _holds(label: str, run: BenchRun) -> str:
+    n = len(run.benchmarks)
+    return _wrapped(f"{label} = {run.path}: {n} benchmark{'s' if n != 1 else ''}: "
+                    f"{group_counts(map(group_of, run.benchmarks.values()))}")
+
+
+def nothing_in_common(a: BenchRun, b: BenchRun) -> str:
+    """The refusal when no benchmark is in both runs: what each holds, and what to compare instead."""
+    return "\n".join([
+        "nothing to compare: A and B have no benchmark in common",
+        "(benchmarks are matched by their full pytest name, file::test[params]); they hold:",
+        _holds("A", a), _holds("B", b),
+        _wrapped("Compare two runs of the same benchmark set: e.g. a fresh `tox -e bench` "
+                 "(reports/out/benchmark.json) with a committed full run in reports/benchmarks/, or two "
+                 "`tox -e bench-lava` runs. --force does not help here: it only lets runs of different machines "
+                 "be compared.", indent="")])
+
+
+def different_machines(a: BenchRun, b: BenchRun, diffs: list[str], n_common: int) -> str:
+    """The refusal of runs from different machines: which fields differ, what they share, what to do."""
+    return "\n".join([
+        "A and B were recorded on different machines (their machine records differ), so ratios between them",
+        "would measure the machines, not the code:", *(_wrapped(d) for d in diffs),
+        _wrapped(f"They share {n_common} benchmark{'s' if n_common != 1 else ''} (A = {a.path} has "
+                 f"{len(a.benchmarks)}, B = {b.path} has {len(b.benchmarks)}). Compare two runs of one machine (run the same set on this machine), or "
+                 "add --force to compare anyway (the output is then marked FORCED).", indent="")])
 
 
 def verdict(ratio: float, threshold: float) -> str:
@@ -155,6 +213,7 @@ class Row:
     ratio: float | None
     verdict: str  # regression | improvement | same | not timed | only in A | only in B
     info: dict = field(default_factory=dict)  # the key extra_info fields, for display
+    group: str = ""  # group_of the benchmark
 
 
 def _percentile(run: BenchRun, bench: Bench, stat: str):
@@ -186,14 +245,14 @@ def _stat(run: BenchRun, bench: Bench, stat: str) -> float | None:
 def _row(name: str, a: BenchRun, b: BenchRun, stat: str, threshold: float) -> Row:
     ba, bb = a.benchmarks.get(name), b.benchmarks.get(name)
     extra = (bb or ba).extra_info
-    info = {k: extra[k] for k in INFO_FIELDS if k in extra}
+    info, group = {k: extra[k] for k in INFO_FIELDS if k in extra}, group_of(bb or ba)
     if ba is None or bb is None:
         return Row(name, None if ba is None else _stat(a, ba, stat), None if bb is None else _stat(b, bb, stat),
-                   None, "only in B" if ba is None else "only in A", info)
+                   None, "only in B" if ba is None else "only in A", info, group)
     ta, tb = _stat(a, ba, stat), _stat(b, bb, stat)
     if ta is None or tb is None:
-        return Row(name, ta, tb, None, "not timed", info)
-    return Row(name, ta, tb, tb / ta, verdict(tb / ta, threshold), info)
+        return Row(name, ta, tb, None, "not timed", info, group)
+    return Row(name, ta, tb, tb / ta, verdict(tb / ta, threshold), info, group)
 
 
 @dataclass(frozen=True)
@@ -222,23 +281,39 @@ class Comparison:
         return json.dumps(self.to_dict(), indent=1) + "\n"
 
     def to_text(self) -> str:
-        t = self.threshold
-        head = [f"A: {self.a}", f"B: {self.b}",
-                f"ratio = {self.stat}(B) / {self.stat}(A); regression > {1 + t:.3g}, improvement < {1 / (1 + t):.3g}"]
+        """What the CLI prints: the two runs and what they share first, the verdicts of the benchmarks in both, the
+        table of those, then the ones in one run only, counted by group."""
+        t, counts = self.threshold, self.counts()
+        common = [r for r in self.rows if r.verdict not in ONLY]
+        head = [f"A: {self.a}", f"B: {self.b}"]
+        if Path(self.a).resolve() == Path(self.b).resolve():
+            head.append("A and B are the same file: every ratio is 1 by construction")
         if self.forced:
-            head += [FORCED_NOTE, *(f"  {d}" for d in self.machine_differences)]
-        table = [("benchmark", "info", "A", "B", "ratio", "verdict")]
-        for r in self.rows:
-            info = " ".join(f"{k}={v}" for k, v in r.info.items())
+            head += [FORCED_NOTE, *(_wrapped(d) for d in self.machine_differences)]
+        head += [f"in common: {len(common)} benchmark{'s' if len(common) != 1 else ''}: "
+                 + ", ".join(f"{counts[v]} {v}" for v in VERDICTS if v in counts)
+                 + "".join(f"; {counts.get(v, 0)} {v}" for v in ONLY),
+                 f"ratio = {self.stat}(B) / {self.stat}(A); regression > {1 + t:.3g}, improvement < {1 / (1 + t):.3g}"]
+        # the test's name, or file::name where two files share it; extra_info (backend, mode, ...) is in the JSON
+        names = Counter(r.fullname.partition("::")[2] for r in common)
+        table = [("benchmark", "A", "B", "ratio", "verdict")]
+        for r in common:
+            name = r.fullname.partition("::")[2]
             ratio = "-" if r.ratio is None else f"{r.ratio:.3f}"
-            table.append((r.fullname, info, _fmt_time(r.a), _fmt_time(r.b), ratio, r.verdict))
-        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
-        summary = ", ".join(f"{n} {v}" for v, n in sorted(self.counts().items()))
-        return "\n".join([*head, "", *lines, "", summary]) + "\n"
+            table.append((_short(r.fullname) if names[name] > 1 or not name else name, _fmt_time(r.a),
+                          _fmt_time(r.b), ratio, r.verdict))
+        tail = [_wrapped(f"{v} ({counts[v]}): {group_counts(r.group for r in self.rows if r.verdict == v)}",
+                         indent="") for v in ONLY if v in counts]
+        return "\n".join([*head, "", text_table(table, width=WIDTH), *([""] + tail if tail else [])]) + "\n"
 
     def exit_code(self, fail_on_regression: bool) -> int:
         return 1 if fail_on_regression and any(r.verdict == "regression" for r in self.rows) else 0
+
+
+def _short(fullname: str) -> str:
+    """file.py::test[params] without the file's folders (the table's first column)."""
+    path, sep, rest = fullname.partition("::")
+    return path.rsplit("/", 1)[-1] + sep + rest
 
 
 def _fmt_time(s: float | None) -> str:
@@ -257,11 +332,15 @@ def compare(a: BenchRun, b: BenchRun, threshold: float = 0.25, stat: str = "medi
         raise S4DInputError(f"stat must be one of {', '.join(STATS)}, got {stat!r}")
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < math.inf:
         raise S4DInputError(f"threshold must be a finite number > 0, got {threshold!r}")
+    common = [n for n in a.benchmarks if n in b.benchmarks]
+    if not common:
+        raise S4DInputError(nothing_in_common(a, b))
     diffs = machine_differences(a.machine_info, b.machine_info)
     if diffs and not force:
-        raise S4DInputError(f"{a.path} and {b.path} come from different machines ({'; '.join(diffs)}); ratios "
-                            "between machines are not meaningful; pass --force (force=True) to compare anyway")
-    names = list(dict.fromkeys([*a.benchmarks, *b.benchmarks]))
+        raise S4DInputError(different_machines(a, b, diffs, len(common)))
+    # the benchmarks of both runs first (in A's order), then those of one run only
+    names = common + [n for n in a.benchmarks if n not in b.benchmarks] + [n for n in b.benchmarks
+                                                                             if n not in a.benchmarks]
     rows = [_row(n, a, b, stat, float(threshold)) for n in names]
     return Comparison(a.path, b.path, stat, float(threshold), bool(diffs), diffs, rows)
 

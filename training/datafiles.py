@@ -4,6 +4,8 @@ raises S4DInputError naming the file and what to do; a dataset found nowhere rai
 from __future__ import annotations
 
 import bz2
+import contextlib
+import functools
 import gzip
 import hashlib
 import io
@@ -97,11 +99,12 @@ def check_labels(y: np.ndarray, where) -> None:
 
 
 
-def _read_idx_bytes(path: Path, magic: int) -> bytes:
+def _read_idx_bytes(path: Path, magic: int, header_only: bool = False) -> bytes:
     """The uncompressed bytes of an idx file (plain, or gzip when the name ends in .gz or the bytes start with the
-    gzip magic). The header is read first; no more than it needs plus one byte is read (decompressed), and a header
-    claiming more than IDX_MAX_ITEMS items is refused before anything else is read - a damaged count or a gzip bomb
-    never costs more memory than the largest MNIST file. Problems of the content are left to _parse_idx."""
+    gzip magic); with header_only, its header alone (nothing past it is read or decompressed). The header is read
+    first and checked (_idx_dims); no more than it needs plus one byte is read (decompressed), and a header claiming
+    more than IDX_MAX_ITEMS items is refused before anything else is read - a damaged count or a gzip bomb never
+    costs more memory than the largest MNIST file. The length is left to _parse_idx."""
     header = 4 + 4 * (magic & 0xFF)
     gz = path.suffix == ".gz"
     try:
@@ -111,9 +114,7 @@ def _read_idx_bytes(path: Path, magic: int) -> bytes:
             stream = gzip.GzipFile(fileobj=f, mode="rb") if gz else f
             try:
                 data = _read_up_to(stream, header)
-                if len(data) < header or int.from_bytes(data[:4], "big") != magic:
-                    return data  # too short, or another magic: _parse_idx says which
-                dims = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(magic & 0xFF))
+                dims = _idx_dims(data, magic, path)
                 n_bytes = math.prod(dims)
                 most = IDX_MAX_ITEMS * (MNIST_SIDE * MNIST_SIDE if len(dims) == 3 else 1)
                 if dims[0] > IDX_MAX_ITEMS or n_bytes > most:
@@ -121,6 +122,8 @@ def _read_idx_bytes(path: Path, magic: int) -> bytes:
                         f"{path}: its idx header claims dims {dims} ({n_bytes} bytes), more than any MNIST file "
                         f"holds (at most {IDX_MAX_ITEMS} items, {most} bytes); the file is corrupt or not an MNIST "
                         "file - replace it")
+                if header_only:
+                    return data
                 return data + _read_up_to(stream, n_bytes + 1)  # + 1: trailing bytes are seen
             finally:
                 if gz:
@@ -146,26 +149,34 @@ def _read_up_to(f, n: int) -> bytes:
 
 
 
-def _parse_idx(data: bytes, magic: int, path: Path) -> np.ndarray:
-    """uint8 array of an idx file: big-endian uint32 magic (0x0000 08 ndim), ndim uint32 dims, then the bytes."""
+def _idx_dims(data: bytes, magic: int, path: Path) -> tuple[int, ...]:
+    """The dims of an idx header: big-endian uint32 magic (0x0000 08 ndim), then ndim uint32 dims."""
     kind = {IDX_IMAGES_MAGIC: "images (idx3)", IDX_LABELS_MAGIC: "labels (idx1)"}[magic]
-    if len(data) < 4:
-        raise S4DInputError(f"{path}: {len(data)} bytes, too short for an idx header; the file is truncated - "
-                            "replace it")
-    got = int.from_bytes(data[:4], "big")
-    if got != magic:
+    header = 4 + 4 * (magic & 0xFF)
+    if len(data) >= 4 and int.from_bytes(data[:4], "big") != magic:
+        got = int.from_bytes(data[:4], "big")
         hint = " (that is an idx labels file: images and labels swapped?)" if got == IDX_LABELS_MAGIC else \
             " (that is an idx images file: images and labels swapped?)" if got == IDX_IMAGES_MAGIC else ""
         raise S4DInputError(f"{path}: wrong magic number {got} (0x{got:08x}){hint}; an MNIST {kind} file starts "
                             f"with {magic} (0x{magic:08x}, big-endian) - check the file name and content")
-    ndim = magic & 0xFF
-    header = 4 + 4 * ndim
-    dims = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)) if len(data) >= header else ()
-    expected = header + math.prod(dims) if dims else header
-    if len(data) != expected:
-        raise S4DInputError(f"{path}: {len(data)} bytes (uncompressed) but its header (dims {dims}) needs "
+    if len(data) < header:
+        raise S4DInputError(f"{path}: {len(data)} bytes, too short for an idx {kind} header ({header} bytes); the "
+                            "file is truncated - replace it")
+    return tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(magic & 0xFF))
+
+
+def _check_idx_length(n_bytes: int, dims: tuple[int, ...], magic: int, path: Path) -> None:
+    expected = 4 + 4 * (magic & 0xFF) + math.prod(dims)
+    if n_bytes != expected:
+        raise S4DInputError(f"{path}: {n_bytes} bytes (uncompressed) but its header (dims {dims}) needs "
                             f"{expected}; the file is truncated or has trailing bytes - replace it")
-    return np.frombuffer(data, np.uint8, offset=header).reshape(dims)
+
+
+def _parse_idx(data: bytes, magic: int, path: Path) -> np.ndarray:
+    """uint8 array of an idx file: its header (_idx_dims), then the bytes."""
+    dims = _idx_dims(data, magic, path)
+    _check_idx_length(len(data), dims, magic, path)
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * len(dims)).reshape(dims)
 
 
 
@@ -188,14 +199,9 @@ def load_mnist_arrays(split: str, dirs: list[Path]):
     img_bytes, lab_bytes = _read_idx_bytes(img_path, IDX_IMAGES_MAGIC), _read_idx_bytes(lab_path, IDX_LABELS_MAGIC)
     images = _parse_idx(img_bytes, IDX_IMAGES_MAGIC, img_path)
     labels = _parse_idx(lab_bytes, IDX_LABELS_MAGIC, lab_path)
-    if images.shape[1:] != (MNIST_SIDE, MNIST_SIDE):
-        raise S4DInputError(f"{img_path}: images are {images.shape[1]}x{images.shape[2]}, MNIST's are "
-                            f"{MNIST_SIDE}x{MNIST_SIDE}")
-    if len(images) != len(labels):
-        raise S4DInputError(f"{img_path} holds {len(images)} images but {lab_path} holds {len(labels)} labels; "
-                            "the two files must belong to the same split - replace the wrong one")
+    _check_mnist_shapes(images.shape, labels.shape, img_path, lab_path)
     check_labels(labels, lab_path)
-    meta = {"format": "idx", "source": str(img_path.parent), "files": [img_path.name, lab_path.name], "lossy": False,
+    meta = {**_mnist_meta(img_path, lab_path),
             # of the uncompressed bytes, comparable with the official files whatever the compression
             "sha256": {img_path.name.removesuffix(".gz"): sha256_bytes(img_bytes),
                        lab_path.name.removesuffix(".gz"): sha256_bytes(lab_bytes)}}
@@ -204,23 +210,90 @@ def load_mnist_arrays(split: str, dirs: list[Path]):
 
 
 
+def survey_mnist(split: str, dirs: list[Path]) -> tuple[int, dict]:
+    """(number of images, meta) of an MNIST split from the two idx headers alone (for `s4dconf data list`): the
+    checks of load_mnist_arrays that the headers allow (magic, dims, image and label counts; a plain file's size),
+    nothing past a header is read or decompressed. Labels in range and a compressed file's length are checked by
+    the full read."""
+    img_path, lab_path = _find_mnist(split, dirs)
+    shapes = []
+    for path, magic in ((img_path, IDX_IMAGES_MAGIC), (lab_path, IDX_LABELS_MAGIC)):
+        dims = _idx_dims(_read_idx_bytes(path, magic, header_only=True), magic, path)
+        if not (path.suffix == ".gz" or _is_gzip(path)):  # a plain file's size is its length
+            _check_idx_length(path.stat().st_size, dims, magic, path)
+        shapes.append(dims)
+    _check_mnist_shapes(shapes[0], shapes[1], img_path, lab_path)
+    return shapes[0][0], _mnist_meta(img_path, lab_path)
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+def _check_mnist_shapes(images: tuple, labels: tuple, img_path: Path, lab_path: Path) -> None:
+    if tuple(images[1:]) != (MNIST_SIDE, MNIST_SIDE):
+        raise S4DInputError(f"{img_path}: images are {images[1]}x{images[2]}, MNIST's are {MNIST_SIDE}x{MNIST_SIDE}")
+    if images[0] != labels[0]:
+        raise S4DInputError(f"{img_path} holds {images[0]} images but {lab_path} holds {labels[0]} labels; "
+                            "the two files must belong to the same split - replace the wrong one")
+
+
+def _mnist_meta(img_path: Path, lab_path: Path) -> dict:
+    return {"format": "idx", "source": str(img_path.parent), "files": [img_path.name, lab_path.name], "lossy": False}
+
+
+
 def load_cifar_rgb_arrays(split: str, dirs: list[Path]):
     """x uint8 (N, 1024, 3), y, meta from the first CIFAR-10 source found (see the module docstring)."""
+    kind, path = _find_cifar(split, dirs)
+    return {"bin": _load_cifar_bin, "tree": _load_image_tree, "tar": _load_image_tar}[kind](path, split)
+
+
+def survey_cifar(split: str, dirs: list[Path]) -> tuple[int, dict]:
+    """(number of images, meta) of a CIFAR-10 split from file names and sizes alone (for `s4dconf data list`):
+    binary batches by their size (fixed 3073-byte records), an image tree by its file names, an archive by its
+    member headers. Nothing is decoded, cached or written; the pixels' checks are left to the full read."""
+    kind, path = _find_cifar(split, dirs)
+    if kind == "bin":
+        sizes = {p: p.stat().st_size for p in _cifar_bin_paths(path, split)}
+        for p, n_bytes in sizes.items():
+            _check_cifar_bin_size(n_bytes, p)
+        return sum(sizes.values()) // CIFAR_RECORD_BYTES, {"format": "cifar10-bin", "source": str(path),
+                                                           "files": [p.name for p in sizes], "lossy": False}
+    if kind == "tree":
+        files = _tree_files(path, split)
+        if not files:
+            raise _no_images(path / split, split)
+        n, n_jpeg, fmt = len(files), sum(_IMAGE_SUFFIXES[p.suffix.lower()] for _, p in files), "image-tree"
+    else:
+        st = path.stat()
+        counts = _survey_tar(str(path), st.st_size, st.st_mtime_ns)
+        if split not in counts:
+            raise _no_images(path, split)
+        (n, n_jpeg), fmt = counts[split], "image-tar"
+    meta = {"format": fmt, "source": str(path), "lossy": n_jpeg > 0, "n_jpeg": n_jpeg}
+    return n, meta
+
+
+def _find_cifar(split: str, dirs: list[Path]) -> tuple[str, Path]:
+    """The first CIFAR-10 source found, in the module docstring's order: ("bin", cifar-10-batches-bin folder),
+    ("tree", image tree root) or ("tar", archive); DatasetNotFound listing every place looked in otherwise."""
     looked, python_version = [], []
     for d in dirs:
         folder = d / "cifar10"
         for f in (folder, d):
             looked.append(f)
             if (f / "cifar-10-batches-bin").is_dir():
-                return _load_cifar_bin(f / "cifar-10-batches-bin", split)
+                return "bin", f / "cifar-10-batches-bin"
             if (f / "cifar-10-batches-py").is_dir():
                 python_version.append(f / "cifar-10-batches-py")
         root = _image_tree_root(folder)
         if root is not None:
-            return _load_image_tree(root, split)
+            return "tree", root
         tars = sorted(folder.glob("*.tar.gz")) + sorted(folder.glob("*.tgz")) if folder.is_dir() else []
         if tars:
-            return _load_image_tar(tars[0], split)
+            return "tar", tars[0]
     extra = "".join(f"Found {p}, the CIFAR-10 python version: not supported, because its batches are pickles of "
                     "numpy arrays and unpickling them can run arbitrary code; use the binary version "
                     "(cifar-10-binary.tar.gz, which unpacks to cifar-10-batches-bin/) or an image tree.\n"
@@ -229,19 +302,27 @@ def load_cifar_rgb_arrays(split: str, dirs: list[Path]):
 
 
 
-def _load_cifar_bin(folder: Path, split: str):
+def _cifar_bin_paths(folder: Path, split: str) -> list[Path]:
     paths = [folder / n for n in _CIFAR_BIN_FILES[split]]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
         raise S4DInputError(f"{folder}: missing {', '.join(missing)} of the CIFAR-10 binary version "
                             f"({split} needs {', '.join(_CIFAR_BIN_FILES[split])}); restore the missing files")
+    return paths
+
+
+def _check_cifar_bin_size(n_bytes: int, p: Path) -> None:
+    if n_bytes == 0 or n_bytes % CIFAR_RECORD_BYTES:
+        raise S4DInputError(f"{p}: {n_bytes} bytes is not a positive multiple of {CIFAR_RECORD_BYTES} "
+                            f"(1 label byte + 3072 pixel bytes per image); truncated, or not the CIFAR-10 binary "
+                            "version (CIFAR-100 records are 3074 bytes) - replace it")
+
+
+def _load_cifar_bin(folder: Path, split: str):
     xs, ys, digests = [], [], {}
-    for p in paths:
+    for p in _cifar_bin_paths(folder, split):
         raw = p.read_bytes()
-        if len(raw) == 0 or len(raw) % CIFAR_RECORD_BYTES:
-            raise S4DInputError(f"{p}: {len(raw)} bytes is not a positive multiple of {CIFAR_RECORD_BYTES} "
-                                f"(1 label byte + 3072 pixel bytes per image); truncated, or not the CIFAR-10 binary "
-                                "version (CIFAR-100 records are 3074 bytes) - replace it")
+        _check_cifar_bin_size(len(raw), p)
         rec = np.frombuffer(raw, np.uint8).reshape(-1, CIFAR_RECORD_BYTES)
         check_labels(rec[:, 0], p)
         # each record stores the R, G, B planes one after the other, each row-major 32x32
@@ -306,10 +387,15 @@ def _decode_image(src, where) -> np.ndarray:
 
 
 
+def _no_images(where, split: str) -> S4DInputError:
+    return S4DInputError(f"{where}: no {split} images ([top folder/]{split}/<class>/*.png|jpg); add them, or use "
+                         "a source that holds the full image tree")
+
+
 def _stack(items: list, where, split: str):
     """items (class index, file name, is_jpeg, image) -> x (N, 1024, 3), y, number of JPEGs; class, name order."""
     if not items:
-        raise S4DInputError(f"{where}: no {split} images ({split}/<class>/*.png|jpg); add them or use another source")
+        raise _no_images(where, split)
     items.sort(key=lambda t: (t[0], t[1]))
     x = np.stack([t[3] for t in items]).reshape(len(items), CIFAR_SIDE * CIFAR_SIDE, 3)
     return x, np.array([t[0] for t in items], np.int64), sum(t[2] for t in items)
@@ -326,7 +412,8 @@ def _tree_meta(fmt: str, source, n_jpeg: int, cache: Path, hit: bool, **extra) -
 
 
 
-def _load_image_tree(root: Path, split: str):
+def _tree_files(root: Path, split: str) -> list[tuple[int, Path]]:
+    """(class index, path) of every image file of an image tree's split, in class, name order."""
     folder = root / split
     if not folder.is_dir():
         raise S4DInputError(f"image tree {root} has no {split}/ folder; expected {split}/<class>/*.png|jpg")
@@ -336,6 +423,12 @@ def _load_image_tree(root: Path, split: str):
             c = _class_index(sub.name, sub)
             files += [(c, p) for p in sorted(sub.iterdir())
                       if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file()]
+    return files
+
+
+def _load_image_tree(root: Path, split: str):
+    folder = root / split
+    files = _tree_files(root, split)
     # the cache key sees every file's path, size and mtime: an edited tree is decoded again
     h = hashlib.sha256(f"v{_CACHE_VERSION} {root.resolve()} {split}".encode())
     for _, p in files:
@@ -355,10 +448,10 @@ def _load_image_tree(root: Path, split: str):
 
 
 
-def _check_member(m: tarfile.TarInfo, tar_path: Path) -> None:
-    """Refuse absolute paths, '..' and anything but regular files and folders (links, devices)."""
-    p = PurePosixPath(m.name)
-    if p.is_absolute() or m.name.startswith(("/", "\\")) or ".." in p.parts:
+def _check_member(m: tarfile.TarInfo, parts: tuple[str, ...], tar_path: Path) -> None:
+    """Refuse absolute paths, '..' and anything but regular files and folders (links, devices); parts: the parts
+    of PurePosixPath(m.name)."""
+    if m.name.startswith(("/", "\\")) or ".." in parts:
         raise S4DInputError(f"{tar_path}: refusing the archive: member {m.name!r} has an absolute path or a '..' "
                             "component; an image-tree archive holds only relative paths like train/cat/0001.jpg")
     if not (m.isfile() or m.isdir()):
@@ -420,38 +513,68 @@ def _open_tar_stream(f):
     return f
 
 
-def _decode_tar(tar_path: Path) -> dict:
-    """{split: (x, y, n_jpeg)} for the splits present, from one sequential pass over the archive. Memory is bounded
-    whatever the archive holds: at most TAR_MAX_MEMBERS members, an image member of at most TAR_MAX_IMAGE_BYTES
-    (its size is checked before it is read, its pixel size before it is decoded), no record read above 16 MiB."""
-    items = {s: [] for s in SPLITS}
+@contextlib.contextmanager
+def _reading_tar(tar_path: Path):
+    """Turns what a damaged archive raises (tarfile, gzip/bzip2/xz, I/O) into an S4DInputError naming it."""
     try:
-        with open(tar_path, "rb") as f, tarfile.open(fileobj=_BoundedReads(_open_tar_stream(f), _TAR_MAX_READ,
-                                                                           tar_path), mode="r:") as tf:
-            for count, m in enumerate(tf, 1):
-                if count > TAR_MAX_MEMBERS:
-                    raise S4DInputError(f"{tar_path}: refusing the archive: more than {TAR_MAX_MEMBERS} members, "
-                                        "more than an image tree of CIFAR-10 holds")
-                _check_member(m, tar_path)
-                key = _tree_key(PurePosixPath(m.name).parts, tar_path) if m.isfile() else None
-                if key is not None:
-                    if m.size > TAR_MAX_IMAGE_BYTES:
-                        raise S4DInputError(f"{tar_path}: refusing the archive: member {m.name!r} is {m.size} "
-                                            f"bytes, more than {TAR_MAX_IMAGE_BYTES} for a 32x32 image; the archive "
-                                            "is corrupt or not a CIFAR-10 image tree")
-                    data = tf.extractfile(m).read()
-                    if len(data) != m.size:
-                        raise S4DInputError(f"{tar_path}: member {m.name!r} holds {len(data)} of its {m.size} "
-                                            "bytes; the archive is truncated - replace it")
-                    lossy = _IMAGE_SUFFIXES[PurePosixPath(m.name).suffix.lower()]
-                    items[key[0]].append((key[1], m.name, lossy, _decode_image(io.BytesIO(data),
-                                                                               f"{tar_path}:{m.name}")))
+        yield
     except S4DInputError:
         raise
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError, ValueError, UnicodeError) as e:
         raise S4DInputError(f"{tar_path}: cannot read the archive ({type(e).__name__}: {e}); it is corrupt or "
                             "truncated - replace it") from e
+
+
+def _tar_images(tar_path: Path):
+    """(tarfile, member, split, class index, lossy) of every image member, in archive order, from one sequential
+    pass; only the member headers are read here. Refused (S4DInputError): more than TAR_MAX_MEMBERS members, an
+    unsafe member (_check_member), an image member over TAR_MAX_IMAGE_BYTES, any record read above 16 MiB. Use
+    inside _reading_tar."""
+    with open(tar_path, "rb") as f, tarfile.open(fileobj=_BoundedReads(_open_tar_stream(f), _TAR_MAX_READ,
+                                                                       tar_path), mode="r:") as tf:
+        for count, m in enumerate(tf, 1):
+            if count > TAR_MAX_MEMBERS:
+                raise S4DInputError(f"{tar_path}: refusing the archive: more than {TAR_MAX_MEMBERS} members, "
+                                    "more than an image tree of CIFAR-10 holds")
+            parts = PurePosixPath(m.name).parts  # parsed once: 60,000 members
+            _check_member(m, parts, tar_path)
+            key = _tree_key(parts, tar_path) if m.isfile() else None
+            if key is None:
+                continue
+            if m.size > TAR_MAX_IMAGE_BYTES:
+                raise S4DInputError(f"{tar_path}: refusing the archive: member {m.name!r} is {m.size} bytes, more "
+                                    f"than {TAR_MAX_IMAGE_BYTES} for a 32x32 image; the archive is corrupt or not a "
+                                    "CIFAR-10 image tree")
+            yield tf, m, key[0], key[1], _IMAGE_SUFFIXES[PurePosixPath(parts[-1]).suffix.lower()]
+
+
+def _decode_tar(tar_path: Path) -> dict:
+    """{split: (x, y, n_jpeg)} for the splits present, from one sequential pass over the archive. Memory is bounded
+    whatever the archive holds: at most TAR_MAX_MEMBERS members, an image member of at most TAR_MAX_IMAGE_BYTES
+    (its size is checked before it is read, its pixel size before it is decoded), no record read above 16 MiB."""
+    items = {s: [] for s in SPLITS}
+    with _reading_tar(tar_path):
+        for tf, m, split, c, lossy in _tar_images(tar_path):
+            data = tf.extractfile(m).read()
+            if len(data) != m.size:
+                raise S4DInputError(f"{tar_path}: member {m.name!r} holds {len(data)} of its {m.size} bytes; the "
+                                    "archive is truncated - replace it")
+            items[split].append((c, m.name, lossy, _decode_image(io.BytesIO(data), f"{tar_path}:{m.name}")))
     return {s: _stack(v, tar_path, s) for s, v in items.items() if v}
+
+
+@functools.lru_cache(maxsize=4)
+def _survey_tar(tar_path: str, size: int, mtime_ns: int) -> dict:
+    """{split: (number of images, number of JPEGs)} of an image-tree archive from its member headers (no member is
+    read or decoded). Keyed by the file's size and mtime: `data list` asks for each split of scifar and scifar-gray,
+    and one pass answers all four."""
+    log.info("counting the images of %s from its member headers (seconds; nothing is decoded)", tar_path)
+    counts = {}
+    with _reading_tar(Path(tar_path)):
+        for _, _, split, _, lossy in _tar_images(Path(tar_path)):
+            n, n_jpeg = counts.get(split, (0, 0))
+            counts[split] = (n + 1, n_jpeg + lossy)
+    return counts
 
 
 
@@ -466,8 +589,7 @@ def _load_image_tar(tar_path: Path, split: str):
         for s, (x, y, n_jpeg) in decoded.items():
             _write_cache(caches[s], key, x, y, n_jpeg)
         if split not in decoded:
-            raise S4DInputError(f"{tar_path}: no {split} images ([top folder/]{split}/<class>/*.png|jpg) in the "
-                                "archive; use an archive of the full image tree")
+            raise _no_images(tar_path, split)
         x, y, n_jpeg = decoded[split]
     else:
         x, y, n_jpeg = hit

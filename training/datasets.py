@@ -49,7 +49,7 @@ from s4dconf.reference.validate import S4DInputError
 
 from .datafiles import (CIFAR10_CLASSES, CIFAR_SIDE, ENV_VAR, MNIST_SIDE, N_CLASSES, SPLITS,  # noqa: F401
                         DatasetNotFound, check_labels, load_cifar_rgb_arrays, load_mnist_arrays, not_found,
-                        sha256_bytes)
+                        sha256_bytes, survey_cifar, survey_mnist)
 
 
 DATASETS = ("sdigits", "smnist", "psmnist", "scifar", "scifar-gray")
@@ -120,10 +120,7 @@ def load_dataset(name: str, split: str, data_dir: str | Path | None = None) -> S
     """Load one split ("train" | "test") of dataset `name` (one of DATASETS); see the module docstring.
 
     data_dir: the data directory; None: $S4DCONF_DATA, else DEFAULT_DATA_DIRS. Unused by sdigits."""
-    if name not in DATASETS:
-        raise S4DInputError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
-    if split not in SPLITS:
-        raise S4DInputError(f"unknown split {split!r} of {name}; known: {', '.join(SPLITS)}")
+    _check_name_split(name, split)
     if name == "sdigits":
         x, y, meta = _load_sdigits(split)
         return SequenceDataset(name, split, x, y, 1.0 / 16.0, meta)
@@ -139,6 +136,27 @@ def load_dataset(name: str, split: str, data_dir: str | Path | None = None) -> S
             x = luma_u8(x)
             meta = {**meta, "gray": "(299 R + 587 G + 114 B + 500) // 1000 (BT.601 luma rounded half up, uint8)"}
     return SequenceDataset(name, split, x, y.astype(np.int64), 1.0 / 255.0, meta)
+
+
+def survey_dataset(name: str, split: str, data_dir: str | Path | None = None) -> tuple[int, dict]:
+    """(number of sequences, meta with "format", "source", "lossy") of one split, as `s4dconf data list` shows it:
+    from file headers, names and sizes only. Nothing is decoded, cached or written, so it works on a read-only or
+    shared data folder (an image archive's member headers take seconds to read; the rest, milliseconds); the
+    checks that need the pixels (labels in range, images decodable, a compressed file's length) are
+    load_dataset's. Same errors as load_dataset."""
+    _check_name_split(name, split)
+    if name == "sdigits":
+        x, _, meta = _load_sdigits(split)  # embedded in scikit-learn: a few kB, nothing written
+        return len(x), meta
+    dirs = resolve_data_dir(data_dir)
+    return survey_mnist(split, dirs) if name in ("smnist", "psmnist") else survey_cifar(split, dirs)
+
+
+def _check_name_split(name: str, split: str) -> None:
+    if name not in DATASETS:
+        raise S4DInputError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    if split not in SPLITS:
+        raise S4DInputError(f"unknown split {split!r} of {name}; known: {', '.join(SPLITS)}")
 
 
 def resolve_data_dir(data_dir: str | Path | None = None) -> list[Path]:

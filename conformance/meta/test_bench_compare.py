@@ -6,8 +6,10 @@ import argparse
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from s4dconf.reference.validate import S4DInputError
@@ -120,7 +122,8 @@ def test_machine_key_and_differences():
     gpu = dict(MACHINE, gpus=["NVIDIA H200"], cuda="12.4")
     assert machine_key(gpu)["gpus"] == ["NVIDIA H200"] and machine_differences(gpu, copy.deepcopy(gpu)) == []
     assert [d.split(":")[0] for d in machine_differences(gpu, dict(gpu, cuda="12.1"))] == ["cuda"]
-    assert [d.split(":")[0] for d in machine_differences(MACHINE, gpu)] == ["gpus", "cuda"]
+    assert machine_differences(MACHINE, gpu) == ["gpus: not recorded in A, ['NVIDIA H200'] in B",
+                                                 "cuda: not recorded in A, '12.4' in B"]
     nested = dict(MACHINE, s4dconf={"numpy": "2.0", "gpus": ["A100"]})
     assert machine_key(nested)["gpus"] == ["A100"]
 
@@ -131,8 +134,9 @@ def test_different_machines_refused_then_forced(tmp_path):
     b = load_run(write_run(tmp_path / "b.json", [bench("t::x", 1.1)], machine=other))
     with pytest.raises(S4DInputError, match="different machines") as e:
         compare(a, b)
-    assert "node: 'ci-1' vs 'ci-2'" in str(e.value) and "cpu.brand_raw" in str(e.value)
-    assert "--force" in str(e.value) and "release" not in str(e.value)
+    assert "node: 'ci-1' in A, 'ci-2' in B" in str(e.value) and "cpu.brand_raw" in str(e.value)
+    assert "release" not in str(e.value) and "They share 1 benchmark (A = " in str(e.value)
+    assert "add --force to compare anyway" in str(e.value) and "force=True" not in str(e.value)
     c = compare(a, b, force=True)
     assert c.forced and len(c.machine_differences) == 2 and FORCED_NOTE in c.to_text()
     assert json.loads(c.to_json())["note"] == FORCED_NOTE
@@ -141,11 +145,12 @@ def test_different_machines_refused_then_forced(tmp_path):
 def test_report_text_and_json(runs):
     c = compare(*runs)
     text = c.to_text()
-    for word in ("t.py::test_fast", "backend=reference", "regression", "improvement", "only in A", "only in B",
-                 "not timed", "3.000", "1 ms", "3 ms", "regression > 1.25, improvement < 0.8"):
+    for word in ("test_fast", "regression", "improvement", "only in A", "only in B", "not timed", "3.000", "1 ms",
+                 "3 ms", "regression > 1.25, improvement < 0.8"):
         assert word in text, word
-    assert "FORCED" not in text
+    assert "FORCED" not in text and "same file" not in text
     doc = json.loads(c.to_json())
+    assert {r["fullname"]: r["info"] for r in doc["rows"]}["t.py::test_fast"]["backend"] == "reference"
     assert doc["stat"] == "median" and doc["threshold"] == 0.25 and not doc["forced"]
     assert {r["fullname"]: r["verdict"] for r in doc["rows"]}["t.py::test_fast"] == "regression"
     assert c.exit_code(True) == 1 and c.exit_code(False) == 0
@@ -254,7 +259,8 @@ def test_end_to_end_two_pytest_benchmark_runs(tmp_path, cli_main, capsys):
     assert all(r.verdict in ("regression", "improvement", "same") and r.ratio > 0 for r in c.rows)
     assert c.exit_code(False) == 0
     assert cli_main(["bench", "compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
-    assert "test_b.py::test_sum" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "in common: 2 benchmarks" in out and re.search(r"^test_sum +\S+ \w?s +\S+ \w?s +\d\.\d{3} ", out, re.M)
 
 
 @pytest.mark.parametrize("change, match", [
@@ -311,3 +317,118 @@ def test_percentile_stats_from_data_or_extra_info(tmp_path):
     bare = load_run(write_run(tmp_path / "c.json", [bench("t.py::test_p", 1e-3)]))
     with pytest.raises(S4DInputError, match="neither stats.data nor"):
         compare(ra, bare, stat="p90")
+
+
+# ------------------------------------------------------------------------ refusals in words, what two runs share
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMITTED = ROOT / "reports" / "benchmarks"
+
+
+def grouped(fullname, median, group):
+    b = bench(fullname, median)
+    b["group"] = group
+    return b
+
+
+def test_nothing_in_common_is_refused_with_what_each_run_holds(tmp_path, cli_main, capsys):
+    """Forced or not, two runs without a common benchmark are refused (exit 2): the message says so in words,
+    lists each run's groups with counts and says what to compare instead; never a Python argument."""
+    a = write_run(tmp_path / "a.json", [grouped("s.py::test_s[1]", 1e-3, "stream"),
+                                        grouped("s.py::test_s[2]", 1e-3, "stream"),
+                                        grouped("w.py::test_w[1]", 1e-3, "whole-sample")])
+    b = write_run(tmp_path / "b.json", [bench("l.py::test_lava[x]", 1e-3)], machine=dict(MACHINE, node="other"))
+    for force in ([], ["--force"]):
+        assert cli_main(["bench", "compare", str(a), str(b), *force]) == 2
+        captured = capsys.readouterr()
+        err = " ".join(captured.err.split())  # the message wraps at 100 columns
+        assert captured.out == "" and "nothing to compare: A and B have no benchmark in common" in err
+        assert f"A = {a}: 3 benchmarks: stream (2), whole-sample (1)" in err
+        assert f"B = {b}: 1 benchmark: test_lava (1)" in err  # no group: the test function
+        assert "Compare two runs of the same benchmark set" in err and "--force does not help" in err
+        assert "force=True" not in err and "recorded on different machines" not in err
+
+
+def test_different_machines_refusal_in_words(tmp_path, cli_main, capsys):
+    """A field recorded in one run only is named as such; the refusal counts what the runs share and names the
+    command-line flag."""
+    gpu = dict(MACHINE, gpus=["NVIDIA H200"])
+    a = write_run(tmp_path / "a.json", [bench("t::x", 1e-3), bench("t::y", 1e-3)], machine=gpu)
+    b = write_run(tmp_path / "b.json", [bench("t::x", 1e-3), bench("t::z", 1e-3), bench("t::w", 1e-3)])
+    assert cli_main(["bench", "compare", str(a), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert "recorded on different machines" in err and "gpus: ['NVIDIA H200'] in A, not recorded in B" in err
+    flat = " ".join(err.split())
+    assert f"They share 1 benchmark (A = {a} has 2, B = {b} has 3)" in flat
+    assert "add --force to compare anyway" in flat and "force=True" not in err
+    assert all(len(line) <= 100 for line in err.splitlines()[1:])
+
+
+def test_common_benchmarks_first_the_rest_counted(tmp_path):
+    a = load_run(write_run(tmp_path / "a.json", [grouped("t.py::test_gone[1]", 1e-3, "old"),
+                                                  grouped("t.py::test_both[1]", 1e-3, "g"),
+                                                  grouped("t.py::test_gone[2]", 1e-3, "old"),
+                                                  grouped("t.py::test_both[2]", 2e-3, "g")]))
+    b = load_run(write_run(tmp_path / "b.json", [grouped("t.py::test_new[1]", 1e-3, "new"),
+                                                  grouped("t.py::test_both[2]", 2e-3, "g"),
+                                                  grouped("t.py::test_both[1]", 3e-3, "g")]))
+    c = compare(a, b)
+    assert [r.fullname for r in c.rows] == ["t.py::test_both[1]", "t.py::test_both[2]", "t.py::test_gone[1]",
+                                            "t.py::test_gone[2]", "t.py::test_new[1]"]
+    text = c.to_text()
+    assert "in common: 2 benchmarks: 1 regression, 1 same; 2 only in A; 1 only in B" in text
+    table = text.split("\n\n")[1].splitlines()
+    assert [line.split()[0] for line in table[2:]] == ["test_both[1]", "test_both[2]"]  # one run only: counted
+    assert "test_gone" not in text and "test_new" not in text
+    assert text.rstrip().splitlines()[-2:] == ["only in A (2): old (2)", "only in B (1): new (1)"]
+
+
+def test_a_run_against_itself(tmp_path, cli_main, capsys):
+    a = write_run(tmp_path / "a.json", [bench("t.py::test_x", 1e-3), bench("t.py::test_y", 5e-3)])
+    assert cli_main(["bench", "compare", str(a), str(a)]) == 0
+    out = capsys.readouterr().out
+    assert "A and B are the same file: every ratio is 1 by construction" in out
+    assert "in common: 2 benchmarks: 2 same; 0 only in A; 0 only in B" in out
+    assert [line.split()[-2:] for line in out.splitlines() if line.startswith("test_")] == [["1.000", "same"]] * 2
+
+
+@pytest.mark.skipif(not COMMITTED.is_dir(), reason=f"no committed runs beside the package ({COMMITTED})")
+def test_the_committed_full_and_lava_runs_share_nothing_and_say_so(cli_main, capsys):
+    """The pair the issue tried: refused in words with and without --force, each run's groups listed."""
+    lava = sorted(COMMITTED.glob("*-lava.json"))[0]
+    full = lava.with_name(lava.name.replace("-lava", ""))
+    for force in ([], ["--force"]):
+        assert cli_main(["bench", "compare", str(full), str(lava), *force]) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert "no benchmark in common" in err and "lava-vs-numpy-fxp-step (2)" in err
+        assert f"{len(load_run(full).benchmarks)} benchmarks: " in err and "force=True" not in err
+
+
+def _readme_example() -> list[str]:
+    lines = [line.split() for line in (ROOT / "README.md").read_text().splitlines()
+             if line.startswith("s4dconf bench compare reports/benchmarks/")]
+    assert len(lines) == 1, "README's one `bench compare` example against a committed run"
+    return lines[0]
+
+
+@pytest.mark.skipif(not (ROOT / "README.md").is_file(), reason=f"no README.md beside the package ({ROOT})")
+def test_readme_example_shows_a_comparison(tmp_path, cli_main, capsys):
+    """README's example compares a committed full run (A) with a user's `tox -e bench` (B): B is where tox writes
+    it, A exists, and on this machine a fresh run of the same set (here: A's benchmarks 10 % slower, one backend
+    missing) gives a table of the benchmarks in common, not a refusal."""
+    argv = _readme_example()
+    assert argv[:3] == ["s4dconf", "bench", "compare"] and len(argv) == 5
+    committed, fresh = ROOT / argv[3], argv[4]
+    assert committed.is_file(), f"README's example names {committed}, which is not committed"
+    assert f"--benchmark-json {fresh}" in (ROOT / "tox.ini").read_text().split("[testenv:bench]", 1)[1]
+    doc = json.loads(committed.read_text())
+    doc["benchmarks"] = doc["benchmarks"][1:]
+    for b in doc["benchmarks"]:
+        b["stats"] = {k: v * 1.1 if k in ("min", "max", "mean", "median") else v for k, v in b["stats"].items()}
+    (tmp_path / fresh).parent.mkdir(parents=True)
+    (tmp_path / fresh).write_text(json.dumps(doc))
+    assert cli_main(["bench", "compare", str(committed), str(tmp_path / fresh)]) == 0
+    out = capsys.readouterr().out
+    n = len(doc["benchmarks"])
+    assert f"in common: {n} benchmarks: {n} same; 1 only in A; 0 only in B" in out
+    assert sum(line.endswith(" 1.100  same") for line in out.splitlines()) == n

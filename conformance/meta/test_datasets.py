@@ -1,5 +1,6 @@
 """training/datasets.py: formats on tiny synthetic files, every bad-input message, the data-dir precedence, the
-image cache, tar safety, the `s4dconf data` command, and sanity values of the real data (skipped when absent)."""
+image cache, tar safety, the `s4dconf data` command (`data list` reads headers and names only: nothing decoded or
+written), and sanity values of the real data (skipped when absent)."""
 from __future__ import annotations
 
 import gzip
@@ -475,6 +476,109 @@ def test_cli_data_errors(tmp_path, capsys):
     (tmp_path / datafiles._MNIST_FILES["test"][0]).write_bytes(b"\0\0\x08\x03")
     assert main(["data", "list", "--data-dir", str(tmp_path)]) == 2  # a broken file is an error, not "not found"
     assert "error:" in capsys.readouterr().out
+
+
+def _tree_state(root: Path) -> dict:
+    """Every path under root with its size, mtime and sha256: what a command that only reads leaves unchanged."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns,
+                                       hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None)
+            for p in sorted(root.rglob("*"))}
+
+
+def _write_cifar_source(data: Path, tmp_path: Path, source: str) -> None:
+    if source == "bin":
+        write_cifar_bin(data / "cifar10", per_file=2)
+    elif source == "png-tree":
+        write_tree(data / "cifar10" / "CIFAR-10-images", per_class=1, classes=CLASSES[:3])
+    else:
+        write_tree(tmp_path / "tree", per_class=1, fmt="jpg", classes=CLASSES[:3])
+        write_tar(data / "cifar10" / "images.tar.gz", tmp_path / "tree", top="CIFAR-10-images-main")
+
+
+@pytest.mark.parametrize("source,train,test,lossy", [("bin", 10, 2, False), ("png-tree", 3, 3, False),
+                                                     ("jpeg-tar", 3, 3, True)])
+def test_survey_counts_what_a_full_read_loads(tmp_path, source, train, test, lossy):
+    write_mnist(tmp_path / "mnist", n={"train": 7, "test": 3}, gz=True)
+    _write_cifar_source(tmp_path, tmp_path, source)
+    for name in ds.DATASETS:
+        for split in ds.SPLITS:
+            n, meta = ds.survey_dataset(name, split, tmp_path)
+            full = ds.load_dataset(name, split, tmp_path)
+            assert n == len(full) and meta["lossy"] is full.meta["lossy"] and meta["source"] == full.meta["source"]
+            assert meta["format"] == full.meta["format"]
+    assert [ds.survey_dataset("scifar", s, tmp_path)[0] for s in ds.SPLITS] == [train, test]
+    assert ds.survey_dataset("scifar-gray", "test", tmp_path)[1]["lossy"] is lossy
+
+
+@pytest.mark.parametrize("source", ["bin", "png-tree", "jpeg-tar"])
+def test_cli_data_list_only_reads(tmp_path, monkeypatch, capsys, source):
+    """`data list` reports sizes, source and the lossy flag from headers, names and sizes: no image is decoded, no
+    idx file parsed whole, no cache read or written, nothing changes under the data folder or the cache folder
+    (the data folder may be shared or mounted read-only; the autouse fixture points the cache into tmp_path)."""
+    data = tmp_path / "data"
+    write_mnist(data / "mnist", n={"train": 7, "test": 3}, gz=True)
+    _write_cifar_source(data, tmp_path, source)
+    before = _tree_state(tmp_path)
+
+    def full_read(*args, **kw):
+        raise AssertionError("`data list` did a full read (decoded, parsed whole or used the cache)")
+
+    for name in ("_decode_image", "_decode_tar", "_parse_idx", "_load_cifar_bin", "_load_image_tree",
+                 "_load_image_tar", "_read_cache", "_write_cache", "atomic_write", "sha256_file"):
+        monkeypatch.setattr(datafiles, name, full_read)
+    for name in ("load_mnist_arrays", "load_cifar_rgb_arrays"):
+        monkeypatch.setattr(ds, name, full_read)
+    assert main(["data", "list", "--data-dir", str(data)]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.split()}
+    assert rows["smnist"].split()[4:6] == ["7", "3"] and rows["psmnist"].split()[4:6] == ["7", "3"]
+    train, test = {"bin": ("10", "2")}.get(source, ("3", "3"))
+    assert rows["scifar"].split()[4:6] == rows["scifar-gray"].split()[4:6] == [train, test]
+    assert ("(lossy: JPEG)" in out) is (source == "jpeg-tar")
+    assert _tree_state(tmp_path) == before and not (tmp_path / "user-cache").exists()
+
+
+@pytest.mark.parametrize("damage,expected", [
+    ("magic", ["wrong magic number", "2051"]),
+    ("short", ["too short for an idx images (idx3) header"]),
+    ("plain-truncated", ["truncated or has trailing bytes"]),
+    ("count", ["6 images", "5 labels"]),
+])
+def test_survey_sees_what_the_headers_show(tmp_path, damage, expected):
+    write_mnist(tmp_path)
+    img = _images_path(tmp_path)
+    good = img.read_bytes()
+    if damage == "magic":
+        img.write_bytes((1234).to_bytes(4, "big") + good[4:])
+    elif damage == "short":
+        img.write_bytes(good[:10])
+    elif damage == "plain-truncated":
+        img.write_bytes(good[:-1])
+    else:
+        (tmp_path / datafiles._MNIST_FILES["train"][1]).write_bytes(idx_bytes(np.zeros(5, np.uint8),
+                                                                              datafiles.IDX_LABELS_MAGIC))
+    raises([str(img), *expected], ds.survey_dataset, "smnist", "train", tmp_path)
+
+
+def test_survey_of_cifar_bin_checks_record_sizes(tmp_path):
+    write_cifar_bin(tmp_path)
+    batch = tmp_path / "cifar-10-batches-bin" / "test_batch.bin"
+    batch.write_bytes(batch.read_bytes()[:-1])
+    raises([str(batch), "3073"], ds.survey_dataset, "scifar", "test", tmp_path)
+
+
+@pytest.mark.slow  # the CIFAR archive's 60,023 member headers: about 6 s of CPU
+def test_real_data_list_reads_only(tmp_path, capsys):
+    """The shared data folder (read-only on these machines): sizes from its README, and no cache written."""
+    dirs = [d for d in ds.DEFAULT_DATA_DIRS if (d / "mnist").is_dir() and (d / "cifar10").is_dir()]
+    if not dirs:
+        pytest.skip(f"real data not found (looked in {', '.join(map(str, ds.DEFAULT_DATA_DIRS))}); set "
+                    f"{ds.ENV_VAR} to the data directory to run this check")
+    before = _tree_state(dirs[0])
+    assert main(["data", "list", "--data-dir", str(dirs[0])]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.split()}
+    assert rows["smnist"][4:6] == ["60000", "10000"] and rows["scifar"][4:6] == ["50000", "10000"]
+    assert _tree_state(dirs[0]) == before and not (tmp_path / "user-cache").exists()
 
 
 # -------------------------------------------------------------------------------- real data (skip when absent)
