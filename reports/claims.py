@@ -25,8 +25,9 @@ import math
 from pathlib import Path
 
 from s4dconf.reference.npzio import read_text_file
+from s4dconf.reference.provenance import check_grades, grade_text
 from s4dconf.reference.validate import S4DInputError
-from s4dconf.training.accuracy import FULL_TEST_SIZES, is_partial, load_table
+from s4dconf.training.accuracy import FULL_TEST_SIZES, is_partial, load_table, row_model
 
 from .compare import load_run
 from .tables import markdown_table
@@ -40,6 +41,9 @@ REPORTS_DIR = Path(__file__).resolve().parent
 CLAIMS_FILE = REPORTS_DIR / "claims.toml"
 VERDICTS = ("reproduced", "direction reproduced", "not measurable here", "contradicted")
 PARTIAL = " (partial)"  # appended to a verdict computed from a subset of a test split
+# the quoted numbers a claim (or an also_quoted entry) may carry: each must be > 0
+QUOTED_NUMBERS = ("quoted_ratio", "quoted_value_us", "quoted_max_drop_points", "quoted_min_recovery",
+                  "quoted_recovery", "tolerance_factor")
 QUANTITIES = ("us_per_token", "tokens_per_s", "energy_per_token_j")  # what chip_vs_jetson can compare
 # numbers of a benchmark's extra_info that the checks read: each, when present and not null, must be > 0
 POSITIVE_INFO = ("us_per_token", "tokens_per_s", "energy_per_token_j", "speedup_numpy_over_lava",
@@ -55,6 +59,8 @@ class Verdict:
     note: str
     quoted: str
     source: str
+    grade: tuple = ()  # SPEC.md 21.1, of `source`
+    also_quoted: list = dataclasses.field(default_factory=list)  # other sources' figures: source, grade, quoted
 
     def __post_init__(self):
         base = self.verdict[:-len(PARTIAL)] if self.verdict.endswith(PARTIAL) else self.verdict
@@ -114,7 +120,9 @@ def load_claims(path: Path = CLAIMS_FILE) -> list[dict]:
         for k in CHECK_NEEDS[c["check"]]:
             if k not in c:
                 raise S4DInputError(f"{where}: check {c['check']!r} needs {k!r}, which is missing")
-        for k in ("quoted_ratio", "quoted_value_us", "quoted_max_drop_points", "tolerance_factor"):
+        c["grade"] = check_grades(c.get("grade"), where)
+        c["also_quoted"] = _also_quoted(c.get("also_quoted", []), where)
+        for k in QUOTED_NUMBERS:
             if k in c and not _positive_number(c[k]):
                 raise S4DInputError(f"{where}: {k!r} must be a number > 0, got {c[k]!r}")
         if c.get("tolerance_factor", 1.0) < 1.0:
@@ -123,6 +131,25 @@ def load_claims(path: Path = CLAIMS_FILE) -> list[dict]:
         if "quantity" in c and c["quantity"] not in QUANTITIES:
             raise S4DInputError(f"{where}: 'quantity' must be one of {', '.join(QUANTITIES)}, got {c['quantity']!r}")
     return claims
+
+
+def _also_quoted(entries, where: str) -> list[dict]:
+    """A claim's `[[claim.also_quoted]]` tables: the same figure as another source gives it, each with source,
+    grade and quoted text, and the number its check compares with (quoted_ratio or quoted_recovery) when it has one."""
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise S4DInputError(f"{where}: 'also_quoted' must be an array of tables ([[claim.also_quoted]]), got "
+                            f"{entries!r}"[:300])
+    out = []
+    for j, e in enumerate(entries):
+        here = f"{where}, also_quoted {j + 1}"
+        for k in ("source", "quoted"):
+            if not isinstance(e.get(k), str) or not e[k].strip():
+                raise S4DInputError(f"{here}: {k!r} must be a non-empty string, got {e.get(k)!r}")
+        for k in QUOTED_NUMBERS:
+            if k in e and not _positive_number(e[k]):
+                raise S4DInputError(f"{here}: {k!r} must be a number > 0, got {e[k]!r}")
+        out.append({**e, "grade": check_grades(e.get("grade"), here)})
+    return out
 
 
 def load_benchmarks(paths) -> list[BenchFigure]:
@@ -389,13 +416,7 @@ def emulator_vs_lava(claim, benches, accuracy):
 def accuracy_drop(claim, benches, accuracy):
     if accuracy is None:
         return "not measurable here", {}, [], "no accuracy table (run `s4dconf eval`)"
-    by = {}
-    for row in accuracy["rows"]:
-        col = "reference" if row["kind"] == "float" else "numpy-fxp"
-        cell = row.get("cells", {}).get(col)
-        if cell and cell.get("accuracy") is not None:
-            by.setdefault(row["dataset"], {})[row["kind"]] = (cell["accuracy"], cell.get("n"),
-                                                              is_partial(row["dataset"], cell, row))
+    by = _accuracy_by_dataset(accuracy)
     measured, subsets = {}, []
     for ds, kinds in sorted(by.items()):
         if "float" in kinds and ("ptq" in kinds or "qaft" in kinds):
@@ -426,12 +447,71 @@ def accuracy_drop(claim, benches, accuracy):
     return verdict, measured, ["accuracy table"], note
 
 
+def _accuracy_by_dataset(accuracy) -> dict:
+    """{dataset: {kind: (accuracy, n, partial)}}: float from the `reference` column, ptq and qaft from `numpy-fxp`.
+    Only the rows of each dataset's own (CPU) recipe, whose model is the dataset (SPEC.md 18.4): a paper-size
+    recipe's rows (`paper-smnist`) are another model of the same dataset and would overwrite them."""
+    by = {}
+    for row in accuracy["rows"]:
+        if row_model(row) != row["dataset"]:
+            continue
+        col = "reference" if row["kind"] == "float" else "numpy-fxp"
+        cell = row.get("cells", {}).get(col)
+        if cell and cell.get("accuracy") is not None:
+            by.setdefault(row["dataset"], {})[row["kind"]] = (cell["accuracy"], cell.get("n"),
+                                                              is_partial(row["dataset"], cell, row))
+    return by
+
+
+MNIST_FAMILY = ("smnist", "psmnist")
+
+
+def ptq_recovery(float_acc: float, ptq_acc: float, qaft_acc: float) -> float | None:
+    """The share of the PTQ loss that QAFT wins back, (qaft - ptq) / (float - ptq); None when PTQ lost nothing."""
+    loss = float_acc - ptq_acc
+    return None if loss <= 0 else (qaft_acc - ptq_acc) / loss
+
+
+def quantisation_recovery(claim, benches, accuracy):
+    """PTQ loses more on scifar than on every MNIST-family dataset measured, and QAFT wins back at least
+    `quoted_min_recovery` (0.5: "most") of scifar's PTQ loss. Direction reproduced: scifar loses most, QAFT wins
+    back some but less; contradicted: another dataset loses as much, or QAFT wins back nothing."""
+    if accuracy is None:
+        return _not_measurable("no accuracy table (run `s4dconf eval`)")
+    by = _accuracy_by_dataset(accuracy)
+    cif = by.get("scifar", {})
+    mnist = {d: by[d] for d in MNIST_FAMILY if d in by and {"float", "ptq"} <= set(by[d])}
+    if not {"float", "ptq", "qaft"} <= set(cif) or not mnist:
+        return _not_measurable(f"needs float, PTQ and QAFT accuracy of scifar and float and PTQ of smnist or psmnist "
+                               f"in the accuracy table (scifar has: {', '.join(sorted(cif)) or 'nothing'}; MNIST "
+                               f"family: {', '.join(sorted(mnist)) or 'nothing'})")
+    pts = lambda k: {ds: round(100 * (v["float"][0] - v["ptq"][0]), 2) for ds, v in k.items()}  # noqa: E731
+    losses = pts({"scifar": cif, **mnist})
+    rec = ptq_recovery(cif["float"][0], cif["ptq"][0], cif["qaft"][0])
+    measured = {"ptq_loss_points": losses, "scifar_qaft_gain_points": round(100 * (cif["qaft"][0] - cif["ptq"][0]), 2),
+                "scifar_recovery": None if rec is None else round(rec, 4)}
+    others = max(v for d, v in losses.items() if d != "scifar")
+    if losses["scifar"] <= others or rec is None or rec <= 0:
+        verdict = "contradicted"
+    elif rec >= claim["quoted_min_recovery"]:
+        verdict = "reproduced"
+    else:
+        verdict = "direction reproduced"
+    note = (f"PTQ loss in points (float - PTQ, numpy-fxp); recovery = (QAFT - PTQ) / (float - PTQ) on scifar, 'most' "
+            f"= at least {claim['quoted_min_recovery']}")
+    partial = [f"{ds} {k} {v[1]}" for ds, kinds in {"scifar": cif, **mnist}.items() for k, v in kinds.items() if v[2]]
+    if partial:
+        verdict += PARTIAL
+        note = f"partial: from fewer samples than the full test split ({', '.join(partial)}); " + note
+    return verdict, measured, ["accuracy table"], note
+
+
 CHECKS = {f.__name__: f for f in (chip_vs_jetson, chip_step_time, batched_vs_streaming, crossover_batch,
-                                  decision_crossover, emulator_vs_lava, accuracy_drop)}
+                                  decision_crossover, emulator_vs_lava, accuracy_drop, quantisation_recovery)}
 # the keys of a claim that its check reads (beyond id, source, quoted, metric, check)
 CHECK_NEEDS = {"chip_vs_jetson": ("quantity",), "chip_step_time": ("quoted_value_us",), "batched_vs_streaming": (),
                "crossover_batch": (), "decision_crossover": (), "emulator_vs_lava": ("quoted_ratio",),
-               "accuracy_drop": ("quoted_max_drop_points",)}
+               "accuracy_drop": ("quoted_max_drop_points",), "quantisation_recovery": ("quoted_min_recovery",)}
 
 
 BENCH_CHECKS = ("chip_vs_jetson", "chip_step_time", "batched_vs_streaming", "crossover_batch", "decision_crossover",
@@ -488,16 +568,38 @@ def evaluate(bench_files=None, accuracy_file=None, claims_file: Path = CLAIMS_FI
     out = []
     for c in claims:
         verdict, measured, evidence, note = CHECKS[c["check"]](c, benches, accuracy)
-        if c["check"] in BENCH_CHECKS:
-            note = "; ".join(x for x in (note, audit_note(left_out)) if x)
-        out.append(Verdict(c["id"], verdict, measured, evidence, note, c["quoted"], c["source"]))
+        if c["check"] in BENCH_CHECKS:  # first: the one line `s4dconf claims` prints of a note starts so
+            note = "; ".join(x for x in (audit_note(left_out), note) if x)
+        note = "; ".join(x for x in (note, versions_note(c, measured)) if x)
+        out.append(Verdict(c["id"], verdict, measured, evidence, note, c["quoted"], c["source"], c["grade"],
+                           c["also_quoted"]))
     return out
 
 
+def versions_note(claim: dict, measured: dict) -> str:
+    """Which quoted figure the verdict tested (its source grade) and, for each other version of the figure
+    (`also_quoted`), the verdict the same measured ratio gets against it; empty for a claim with one version."""
+    if not claim["also_quoted"]:
+        return ""
+    main = next((claim[k] for k in ("quoted_ratio", "quoted_min_recovery") if k in claim), None)
+    parts = [f"tested against {main:g} ({grade_text(claim['grade'])})" if main is not None
+             else f"tested against the {grade_text(claim['grade'])} text"]
+    r = measured.get("ratio")
+    for e in claim["also_quoted"]:
+        alt = e.get("quoted_ratio", e.get("quoted_recovery"))
+        label = f"{alt:g} ({grade_text(e['grade'])})" if alt is not None else f"'{e['quoted']}' ({grade_text(e['grade'])})"
+        if r is not None and e.get("quoted_ratio") is not None:
+            v = _ratio_verdict(r, e["quoted_ratio"], claim.get("tolerance_factor", 3.0))
+            parts.append(f"against {label}: {v}")
+        else:
+            parts.append(f"also quoted: {label}")
+    return "; ".join(parts)
+
+
 def verdicts_markdown(verdicts: list[Verdict]) -> str:
-    rows = [(v.id, f"{v.quoted} ({v.source})", f"**{v.verdict}**", measured_text(v.measured), v.note)
-            for v in verdicts]
-    return markdown_table(("claim", "quoted (paper)", "verdict", "measured here", "note"), rows) + "\n"
+    rows = [(v.id, f"{v.quoted} ({v.source})", grade_text(v.grade), f"**{v.verdict}**", measured_text(v.measured),
+             v.note) for v in verdicts]
+    return markdown_table(("claim", "quoted", "source grade", "verdict", "measured", "note"), rows) + "\n"
 
 
 def _rounded(x):

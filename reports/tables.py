@@ -30,11 +30,14 @@ def text_table(rows, rule: bool = True, width: int | None = None) -> str:
             lines.insert(1, "  ".join("-" * w for w in widths))
         return "\n".join(lines)
     gaps = 2 * (len(widths) - 1)
-    while widths and sum(widths) + gaps > width:
-        i = max(range(len(widths)), key=widths.__getitem__)
-        if widths[i] <= 8:
-            break
-        widths[i] -= 1
+    # narrow the widest column first, but keep every column's longest word whole while any other column can give
+    floors = [max(8, max((len(w) for c in column for w in c.split()), default=0)) for column in zip(*cells)]
+    for floor in (floors, [8] * len(widths)):
+        while widths and sum(widths) + gaps > width:
+            i = max(range(len(widths)), key=lambda j: widths[j] - floor[j])
+            if widths[i] <= floor[i]:
+                break
+            widths[i] -= 1
     lines = []
     for k, r in enumerate(cells):
         wrapped = [textwrap.wrap(c, w, break_on_hyphens=False) or [""] for c, w in zip(r, widths)]

@@ -112,8 +112,13 @@ def test_accuracy_drop(tmp_path):
 
 
 def test_markdown_labels_quoted_and_measured(tmp_path):
-    text = verdicts_markdown(evaluate([], None))
-    assert "quoted (paper)" in text and "measured here" in text
+    verdicts = evaluate([], None)
+    text = verdicts_markdown(verdicts)
+    header = text.splitlines()[0]
+    assert all(h in header for h in ("| quoted |", "| source grade |", "| measured |"))
+    # a row per claim, each with its grade; "here" is not claimed for figures that may come from committed runs
+    assert len(text.splitlines()) == 2 + len(verdicts) and "measured here" not in text
+    assert "| arXiv abstract v1, v2 |" in text and "| this project |" in text
 
 
 def test_bad_benchmark_file_is_a_clear_error(tmp_path):
@@ -136,8 +141,8 @@ def _claims_file(tmp_path, text):
     return p
 
 
-_CHIP = ('[[claim]]\nid = "lat"\nsource = "s"\nquoted = "q"\nmetric = "m"\ncheck = "chip_vs_jetson"\n'
-         'quantity = "us_per_token"\n')
+_CHIP = ('[[claim]]\nid = "lat"\nsource = "s"\ngrade = "paper body"\nquoted = "q"\nmetric = "m"\n'
+         'check = "chip_vs_jetson"\nquantity = "us_per_token"\n')
 
 
 @pytest.mark.parametrize("text, match", [
@@ -153,7 +158,8 @@ _CHIP = ('[[claim]]\nid = "lat"\nsource = "s"\nquoted = "q"\nmetric = "m"\ncheck
     (_CHIP + "quoted_ratio = \"75\"\n", r"'quoted_ratio' must be a number > 0, got '75'"),
     (_CHIP + "tolerance_factor = 0.5\n", r"'tolerance_factor' must be >= 1"),
     (_CHIP + _CHIP, r"claim 2 \(id 'lat'\): id 'lat' is also the id of claim 1"),
-    ('[[claim]]\nid = "e"\nsource = "s"\nquoted = "q"\nmetric = "m"\ncheck = "emulator_vs_lava"\n',
+    ('[[claim]]\nid = "e"\nsource = "s"\ngrade = "this project"\nquoted = "q"\nmetric = "m"\n'
+     'check = "emulator_vs_lava"\n',
      r"check 'emulator_vs_lava' needs 'quoted_ratio'"),
     ("[[claim]\n", r"TOMLDecodeError"),
 ])
@@ -202,7 +208,63 @@ def test_unaudited_benchmarks_are_left_out_with_the_reason(tmp_path):
     assert "audited figures only: 4 benchmark(s) left out" in v["crossover-batch"].note
     assert "(no audit record)" in v["crossover-batch"].note
     ok = _by_id(evaluate([_write(tmp_path, _modes(1000.0, {1: 500.0, 8: 4000.0, 64: 20000.0}), "c.json")], None))
-    assert ok["crossover-batch"].verdict == "reproduced" and ok["crossover-batch"].note.endswith("audited figures only")
+    assert ok["crossover-batch"].verdict == "reproduced"
+    assert ok["crossover-batch"].note.startswith("audited figures only;")  # first: what `s4dconf claims` shows
+
+
+def _measurable_by_every_bench_check() -> list:
+    """Benchmarks from which every benchmark-based claim gets a verdict other than "not measurable here"."""
+    L, step, whole = 784, 50e-6, 20e-3
+    chip = [_bench("chip", backend="loihi2", mode="stream", path="default", batch=1, config="loihi-profile", L=784,
+                   device="Loihi 2", us_per_token=31.0, tokens_per_s=1e6 / 31.0, energy_per_token_j=1e-6),
+            _bench("jetson", backend="torch-rec", mode="stream", path="default", batch=1, config="loihi-profile",
+                   L=784, device="Jetson Orin Nano", us_per_token=2000.0, tokens_per_s=500.0,
+                   energy_per_token_j=1e-3)]
+    lava = [_bench("lava", config="small", speedup_numpy_over_lava=128.0, lava_us_per_step=2500.0,
+                   numpy_fxp_us_per_step=2500.0 / 128)]
+    ttd = [_bench("s", backend="reference", mode="stream", path="default", batch=1, config="paper", L=L,
+                  device="cpu", us_per_token=40.0, tokens_per_s=25000.0, latency_s={"p99": step}),
+           _bench("w", backend="reference", mode="whole-sample", path="conv", batch=1, config="paper", L=L,
+                  device="cpu", tokens_per_s=L / whole, us_per_sample=whole * 1e6, latency_s={"p50": whole})]
+    return _modes(1000.0, {1: 500.0, 8: 4000.0, 64: 20000.0}) + chip + lava + ttd
+
+
+@pytest.mark.parametrize("spoil", ["no audit record", "audit not passed", "hash mismatch"])
+def test_no_benchmark_claim_uses_an_unaudited_record(tmp_path, spoil):
+    from s4dconf.reports.claims import BENCH_CHECKS
+
+    ids = [c["id"] for c in load_claims() if c["check"] in BENCH_CHECKS]
+    good = _by_id(evaluate([_write(tmp_path, _measurable_by_every_bench_check())], None))
+    for i in ids:
+        assert good[i].verdict != "not measurable here" and good[i].evidence, i
+        assert good[i].note.startswith("audited figures only") and "left out" not in good[i].note, i
+    benches = _measurable_by_every_bench_check()
+    for b in benches:
+        if spoil == "no audit record":
+            b["extra_info"].pop("audit")
+        else:
+            b["extra_info"]["audit"] = ({**AUDIT, "passed": False} if spoil == "audit not passed" else
+                                        {**AUDIT, "replay_sha256": "b" * 64, "hash_match": False})
+    bad = _by_id(evaluate([_write(tmp_path, benches, "spoilt.json")], None))
+    why = "no audit record" if spoil == "no audit record" else "audit not passed"
+    for i in ids:
+        assert bad[i].verdict == "not measurable here" and bad[i].evidence == [], i
+        assert bad[i].note.startswith(f"audited figures only: {len(benches)} benchmark(s) left out") and why in \
+            bad[i].note, i
+
+
+def test_an_unaudited_lava_figure_is_not_used_beside_an_audited_one(tmp_path):
+    # the emulator-vs-lava claim reads test_bench_lava's records: an unaudited one with a contradicting speedup
+    # must not make the verdict
+    ok = _bench("lava-audited", config="small", speedup_numpy_over_lava=128.0, lava_us_per_step=2500.0,
+                numpy_fxp_us_per_step=2500.0 / 128)
+    unaudited = _bench("lava-unaudited", config="loihi-profile", speedup_numpy_over_lava=0.5,
+                       lava_us_per_step=10.0, numpy_fxp_us_per_step=20.0)
+    unaudited["extra_info"].pop("audit")
+    v = _by_id(evaluate([_write(tmp_path, [ok, unaudited])], None))["emulator-vs-lava"]
+    assert v.verdict == "reproduced" and set(v.measured) == {"small"}
+    assert v.evidence == ["b.json: lava-audited [n (c)]"]
+    assert "1 benchmark(s) left out: b.json: lava-unaudited (no audit record)" in v.note
 
 
 def test_time_to_decision_crossover(tmp_path):
