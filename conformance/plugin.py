@@ -15,8 +15,9 @@ import pytest
 import scipy
 
 import s4dconf
-from s4dconf.backends import REGISTRY, Backend, get_backend
+from s4dconf.backends import BUILT_IN, REGISTRY, Backend, backend_sources, resolve_backend
 from s4dconf.goldens.store import GOLDEN_DIR, GoldenSet, expected_case_ids, expected_fxp_case_ids
+from s4dconf.reference.validate import S4DInputError
 
 from .harness import skiplist_for
 
@@ -31,9 +32,11 @@ MARKERS = {
 def pytest_addoption(parser):
     g = parser.getgroup("s4dconf", "s4dconf conformance")
     g.addoption("--backend", action="append", default=[], metavar="NAME",
-                help=f"backend under test (repeatable; default: every registered one). Known: {', '.join(REGISTRY)}")
+                help="backend under test (repeatable; default: every registered one): a registered name (built in: "
+                     f"{', '.join(REGISTRY)}; entry points of group s4dconf.backends: `s4dconf backends` lists them) "
+                     "or an import path module:Class")
     g.addoption("--require-backend", action="append", default=[], metavar="NAME",
-                help="fail instead of skip when this backend is not available")
+                help="fail instead of skip when this backend (a name or module:Class) is not available")
     g.addoption("--golden-dir", default=None, help=f"golden directory (default: {GOLDEN_DIR})")
     g.addoption("--conformance-json", default=None, metavar="PATH",
                 help="write every measured record (case, metric, value, tolerance, verdict) to PATH")
@@ -45,19 +48,46 @@ def pytest_addoption(parser):
                 help="derandomise hypothesis (on by default when the CI environment variable is set)")
 
 
+def _registered_backends(chosen) -> tuple[dict, dict, list[str]]:
+    """(name -> instance, name -> origin, header lines of the sources left out) for every registered backend
+    (SPEC.md section 8) and the `chosen` sources (what --backend and --require-backend name). A refused or broken
+    entry point that is not chosen is left out and said in the header; a chosen one is a usage error."""
+    backends, sources, left_out = {}, {}, []
+    for src in backend_sources() + list(chosen):
+        if src.problem:  # never imported; naming it was an error already (resolve_backend)
+            left_out.append(f"left out: {src.where} is refused: {src.problem}")
+            continue
+        known = sources.get(src.name)
+        if known is not None:
+            if known != src:
+                raise pytest.UsageError(f"two backends are named {src.name!r}: {known.where} and {src.where}; "
+                                        "select one by a name that only it has")
+            continue
+        try:
+            backends[src.name] = src.create()
+        except S4DInputError as e:
+            if src in chosen or src.origin == BUILT_IN:
+                raise pytest.UsageError(str(e)) from None
+            left_out.append(f"left out: {e}")
+            continue
+        sources[src.name] = src
+    return backends, {n: s.origin for n, s in sources.items()}, left_out
+
+
 class SuiteState:
     def __init__(self, config):
-        named = config.getoption("backend")
-        required = config.getoption("require_backend")
-        for name in named + required:
-            if name not in REGISTRY:
-                raise pytest.UsageError(f"unknown backend {name!r}; known: {', '.join(REGISTRY)}")
+        named, required = config.getoption("backend"), config.getoption("require_backend")
+        try:  # the names as the suite knows them: an import path module:Class is named module.Class
+            sources = {spec: resolve_backend(spec) for spec in dict.fromkeys(named + required)}
+        except S4DInputError as e:
+            raise pytest.UsageError(str(e)) from None
+        self.registered, self.origins, self.left_out = _registered_backends(list(sources.values()))
+        named, required = [sources[s].name for s in named], [sources[s].name for s in required]
         self.required = set(required)
-        self.registered = {n: get_backend(n) for n in REGISTRY}
         self.availability = {n: b.availability() for n, b in self.registered.items()}
         # default: every available backend; --backend narrows to the named ones; --require-backend adds one
         # that must be available. A named or required backend that is absent skips (or fails) with its reason.
-        chosen = (named or [n for n in REGISTRY if self.availability[n].available]) + required
+        chosen = (named or [n for n in self.registered if self.availability[n].available]) + required
         self.backend_names = list(dict.fromkeys(chosen))
         self.backends = {n: self.registered[n] for n in self.backend_names}
         self.golden_dir = Path(config.getoption("golden_dir") or GOLDEN_DIR)
@@ -103,20 +133,21 @@ def pytest_report_header(config):
     ]
     for name, b in st.registered.items():
         av = st.availability[name]
+        label = name if st.origins[name] == BUILT_IN else f"{name} ({st.origins[name]})"
         if name not in st.backends:
-            lines.append(f"backend {name}: not selected ({av})")
+            lines.append(f"backend {label}: not selected ({av})")
             continue
         if av.available:
             info = b.info()
             delays = ("per model (see its delays())" if type(b).delays is not Backend.delays
                       else f"layers={info.delays.layers} logits={info.delays.logits}")
             lines.append(
-                f"backend {name}: {info.numeric_class}, version {info.version}, device {info.device}, "
+                f"backend {label}: {info.numeric_class}, version {info.version}, device {info.device}, "
                 f"paths {'/'.join(info.paths)}, delays {delays}"
             )
         else:
-            lines.append(f"backend {name}: {av}" + (" (REQUIRED)" if name in st.required else ""))
-    return lines
+            lines.append(f"backend {label}: {av}" + (" (REQUIRED)" if name in st.required else ""))
+    return lines + st.left_out
 
 
 def pytest_generate_tests(metafunc):
