@@ -8,7 +8,8 @@ Two evaluation modes of the same model:
                         K_l = 2 Re(sum_n C_n Bbar_n Abar_n^l)                   (torch-conv, training)
     step(u_t, state)    one token: x <- Abar x + Bbar h, y = 2 Re(sum_n C_n x_n) + D h   (torch-rec)
 Parameters are stored under the names of the float64 model file (SPEC.md section 7) so that a trained module
-exports to, and loads from, that file without renaming.
+exports to, and loads from, that file without renaming. A discretised-coefficient model (SPEC.md 7.1) keeps its
+Abar, Bbar, C as parameters and both forms use them as given (log Abar for the kernel), with no discretisation.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from s4dconf.reference.config import ModelConfig
+from s4dconf.reference.discrete import DiscreteS4DModel, discrete_param_shapes
 from s4dconf.reference.model import S4DModel, param_shapes
 from s4dconf.reference.validate import S4DInputError
 
@@ -31,42 +33,54 @@ def _key(name: str) -> str:
 class TorchS4D(nn.Module):
     """S4D classifier: encoder -> n_layers x [S4D -> act -> Linear(H, H) -> act] -> decoder (no biases)."""
 
-    def __init__(self, config: ModelConfig, params: dict[str, np.ndarray], dtype: torch.dtype = torch.float32):
+    def __init__(self, config: ModelConfig, params: dict[str, np.ndarray], dtype: torch.dtype = torch.float32,
+                 given_coefficients: bool = False):
+        """given_coefficients: `params` are a discretised-coefficient model's (Abar, Bbar, C; SPEC.md 7.1)."""
         super().__init__()
         self.config = config
-        shapes = param_shapes(config)
+        self.given_coefficients = given_coefficients
+        shapes = self._shapes()
         if set(params) != set(shapes):
             raise S4DInputError(f"parameters do not match config {config.name!r}: missing "
                                 f"{sorted(set(shapes) - set(params))}, unexpected {sorted(set(params) - set(shapes))}")
         self.p = nn.ParameterDict({_key(k): nn.Parameter(torch.as_tensor(np.asarray(params[k]), dtype=dtype).clone())
                                    for k in shapes})
 
+    def _shapes(self) -> dict[str, tuple]:
+        return (discrete_param_shapes if self.given_coefficients else param_shapes)(self.config)
+
     @classmethod
     def from_reference(cls, model: S4DModel, dtype: torch.dtype = torch.float32) -> "TorchS4D":
-        return cls(model.config, model.params, dtype)
+        return cls(model.config, model.params, dtype, given_coefficients=isinstance(model, DiscreteS4DModel))
 
     def to_reference(self) -> S4DModel:
-        """The float64 reference model with these parameters (validated by S4DModel)."""
-        params = {k: self.p[_key(k)].detach().cpu().to(torch.float64).numpy().copy() for k in param_shapes(self.config)}
-        return S4DModel(self.config, params)
+        """The float64 reference model with these parameters (validated by S4DModel or DiscreteS4DModel)."""
+        params = {k: self.p[_key(k)].detach().cpu().to(torch.float64).numpy().copy() for k in self._shapes()}
+        return (DiscreteS4DModel if self.given_coefficients else S4DModel)(self.config, params)
 
     def param(self, name: str) -> torch.Tensor:
         return self.p[_key(name)]
 
     def ssm_parameter_names(self) -> list[str]:
-        """The S4D parameters (A, B, dt; not C), which training gives their own optimiser group."""
-        return [_key(f"layer{i}.{k}") for i in range(self.config.n_layers)
-                for k in ("a_re", "a_im", "B_re", "B_im", "log_dt")]
+        """The S4D parameters (A, B, dt, or Abar, Bbar when given; not C), which training gives their own
+        optimiser group."""
+        keys = ("Abar_re", "Abar_im", "Bbar_re", "Bbar_im") if self.given_coefficients else (
+            "a_re", "a_im", "B_re", "B_im", "log_dt")
+        return [_key(f"layer{i}.{k}") for i in range(self.config.n_layers) for k in keys]
 
     # ------------------------------------------------------------- the S4D layer
 
     def discrete(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(log Abar, Abar, Bbar, C) of layer i, complex (H, P). ZOH: Abar = exp(dt A), log Abar = dt A,
-        Bbar = (Abar - 1) / A B; bilinear: Abar = (1 + dt A / 2) / (1 - dt A / 2), Bbar = dt B / (1 - dt A / 2)."""
+        Bbar = (Abar - 1) / A B; bilinear: Abar = (1 + dt A / 2) / (1 - dt A / 2), Bbar = dt B / (1 - dt A / 2);
+        given coefficients (SPEC.md 7.1): Abar, Bbar as stored, log Abar = log|Abar| + i arg Abar."""
         g = lambda k: self.param(f"layer{i}.{k}")  # noqa: E731
+        C = torch.complex(g("C_re"), g("C_im"))
+        if self.given_coefficients:
+            Abar = torch.complex(g("Abar_re"), g("Abar_im"))
+            return torch.log(Abar), Abar, torch.complex(g("Bbar_re"), g("Bbar_im")), C
         A = torch.complex(-torch.exp(g("a_re")), g("a_im"))
         B = torch.complex(g("B_re"), g("B_im"))
-        C = torch.complex(g("C_re"), g("C_im"))
         dt = torch.exp(g("log_dt"))[:, None]
         dtA = dt * A
         if self.config.discretization == "zoh":

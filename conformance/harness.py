@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from s4dconf.backends.aligned import aligned_run
 from s4dconf.reference.json_numbers import encode_number
 from s4dconf.reference.metrics import argmax_agreement, snr_from_rel_l2
 from s4dconf.reference.validate import S4DInputError
@@ -163,6 +164,29 @@ def compare(out, ref, tol: Tolerance, *, backend: str, case: str, probe: str, lo
         margin = 2.0 * eps * peak
         agree, _ = argmax_agreement(out, ref, margin)
         add("argmax", agree, tol.argmax_min, upper=False)
+    return recs
+
+
+def golden_case_records(backend, backend_name: str, path: str, case, model, case_label: str) -> list[Record]:
+    """Run `model` on a golden case's input through one backend path (delays compensated, SPEC.md 5) and compare
+    the last-step logits, the stored step logits and, where the backend exposes them, the per-layer outputs with the
+    case's stored arrays, by the tolerance row of the backend's numeric class and the case's family (SPEC.md 11).
+    `model` is the case's own model or one that must reproduce it (the discretised-coefficient variant, 7.1)."""
+    info = backend.info()
+    tol = tolerance_for(load_tolerances(), info.numeric_class, case.family)
+    step_logits, layer_y, run = aligned_run(backend, backend.prepare(model), case.u, path, info)
+    steps, channels = case.arrays["steps"], case.arrays["channels"]
+    who = dict(backend=f"{backend_name}:{path}", case=case_label)
+    recs = compare(step_logits[:, -1], case.arrays["logits"], tol, probe="logits", logits=True,
+                   scale_ref=case.arrays["step_logits"], **who)
+    recs += compare(step_logits[:, steps], case.arrays["step_logits"], tol, probe="step_logits", **who)
+    if info.exposes_layers:
+        assert layer_y is not None and len(layer_y) == case.n_layers, "backend must return one output per layer"
+        for i, y in enumerate(layer_y):
+            recs += compare(y[:, steps][:, :, channels], case.arrays[f"layer{i}.y"], tol, probe=f"layer{i}.y", **who)
+    if run.saturations is not None:  # a run that saturated says so in every record of the case
+        for r in recs:
+            r.saturations = sum(run.saturations.values())
     return recs
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from .config import ModelConfig
 from .init import init_modes
 from .s4d import discretize, s4d_convolution, s4d_recurrence
-from .validate import S4DInputError, as_input_sequence, check_finite, check_shape
+from .validate import S4DInputError, as_input_sequence, check_finite, check_float64_arrays, check_shape
 
 MODES = ("conv", "recurrent")
 
@@ -173,21 +173,7 @@ class S4DModel:
 
 def validate_params(cfg: ModelConfig, params: dict) -> dict[str, np.ndarray]:
     """Check names, shapes, dtypes and values of a parameter dict against the config."""
-    shapes = param_shapes(cfg)
-    missing = [k for k in shapes if k not in params]
-    if missing:
-        raise S4DInputError(f"model parameters missing for config {cfg.name!r}: {missing}")
-    extra = sorted(set(params) - set(shapes))
-    if extra:
-        raise S4DInputError(f"unexpected model parameters for config {cfg.name!r}: {extra}")
-    out = {}
-    for name, shape in shapes.items():
-        a = np.asarray(params[name])
-        if a.dtype != np.float64:
-            raise S4DInputError(f"parameter {name} must be float64, got {a.dtype}")
-        check_shape(f"parameter {name}", a, shape)
-        check_finite(f"parameter {name}", a)
-        out[name] = a
+    out = check_float64_arrays(params, param_shapes(cfg), f"model parameters for config {cfg.name!r}")
     # exp() of these must be finite and > 0 in float64: Re(A) = -exp(a_re) < 0 and dt = exp(log_dt) > 0
     for i in range(cfg.n_layers):
         for key, what in (("a_re", "Re(A) = -exp(a_re)"), ("log_dt", "dt = exp(log_dt)")):

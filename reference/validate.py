@@ -61,3 +61,24 @@ def json_object(text: str, what: str) -> dict:
     if not isinstance(data, dict):
         raise S4DInputError(f"{what} must be a JSON object, got {type(data).__name__}")
     return data
+
+
+def check_float64_arrays(params: dict, shapes: dict[str, tuple], what: str) -> dict[str, np.ndarray]:
+    """Exactly the names of `shapes`, each float64 of its shape and finite. A missing or extra name is an error
+    naming `what` (the model); a bad array, one naming the array (the caller adds the file)."""
+    missing = [k for k in shapes if k not in params]
+    if missing:
+        raise S4DInputError(f"{what}: parameters missing: {missing}")
+    extra = sorted(set(params) - set(shapes))
+    if extra:
+        raise S4DInputError(f"{what}: unexpected parameters {extra}; expected exactly {sorted(shapes)}")
+    out = {}
+    for name, shape in shapes.items():
+        a = np.asarray(params[name])
+        if a.dtype != np.float64:
+            raise S4DInputError(f"parameter {name} must be float64, got {a.dtype} (store complex values as "
+                                "float64 _re/_im pairs)")
+        check_shape(f"parameter {name}", a, shape)
+        check_finite(f"parameter {name}", a)
+        out[name] = a
+    return out

@@ -121,7 +121,7 @@ def test_exp_range_of_a_re_and_log_dt_is_checked_by_name(key, value):
 def test_parameter_set_problems_are_named():
     params = init_params(TINY, 0)
     missing = {k: v for k, v in params.items() if k != "layer0.W"}
-    with pytest.raises(S4DInputError, match=r"missing .*'tiny'.*\['layer0\.W'\]"):
+    with pytest.raises(S4DInputError, match=r"'tiny'.*missing.*\['layer0\.W'\]"):
         S4DModel(TINY, missing)
     with pytest.raises(S4DInputError, match=r"unexpected .*\['layer0\.D'\]"):
         S4DModel(TINY, {**params, "layer0.D": np.zeros(TINY.H)})
