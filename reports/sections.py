@@ -8,7 +8,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from s4dconf.reference.validate import S4DInputError
+from s4dconf.training.accuracy import row_label
 from s4dconf.training.accuracy import table_markdown as accuracy_markdown
+from s4dconf.training.jpeg_check import NAME as JPEG_CHECK_NAME
+from s4dconf.training.jpeg_check import jpeg_check_markdown, load_jpeg_check
 
 from . import plots
 from .conformance_summary import (CHECK_WORST, LOWER, UPPER, ConformanceCellSummary, decode_record,
@@ -244,8 +247,9 @@ def accuracy_table_of(acc: LoadedInput) -> dict:
 
 
 def accuracy_headline(table: dict) -> list[str]:
-    """Per dataset one line: the float model on the float64 reference, the fixed-point models (PTQ, QAFT) on
-    numpy-fxp (else the first column with a figure), with the test split's size."""
+    """Per model (a dataset's own, or a paper-size recipe's: `row_label`) one line: the float model on the float64
+    reference, the fixed-point models (PTQ, QAFT) on numpy-fxp (else the first column with a figure), with the test
+    split's size."""
     out = {}
     for r in table["rows"]:
         cells = r.get("cells") or {}
@@ -255,7 +259,7 @@ def accuracy_headline(table: dict) -> list[str]:
             continue
         cell = cells[col]
         kind = str(r.get("kind", "?"))
-        out.setdefault(str(r.get("dataset", "?")), []).append(
+        out.setdefault(row_label({**r, "dataset": str(r.get("dataset", "?"))}), []).append(
             (f"{kind.upper() if kind in ('ptq', 'qaft') else kind} {100 * cell['accuracy']:.2f} %", col, cell.get("n")))
     lines = []
     for ds, figs in out.items():
@@ -277,6 +281,20 @@ def accuracy_section(acc: LoadedInput) -> ReportSection:
         raise S4DInputError(f"accuracy file {acc.path}: malformed row: {type(e).__name__}: {e}") from None
     measured, sep, quoted = text.partition("## Quoted")
     blocks = [Paragraph(f"From {accuracy_source(acc)}."), MarkdownFragment(measured)]
+    blocks += jpeg_check_blocks(acc)
     if sep:
         blocks.append(MarkdownFragment(sep + quoted, cls="quoted"))
     return ReportSection("accuracy", blocks)
+
+
+def jpeg_check_blocks(acc: LoadedInput) -> list:
+    """The JPEG-versus-lossless check (`s4dconf eval --jpeg-check`) next to the accuracy table: the jpeg_check.json
+    beside the accuracy.json read, else the committed one; nothing when neither exists."""
+    for folder in (Path(acc.path).parent, COMMITTED_ACCURACY_DIR):
+        path = folder / f"{JPEG_CHECK_NAME}.json"
+        if path.is_file():
+            where = (f"the committed `reports/accuracy/{path.name}`" if in_folder(path, COMMITTED_ACCURACY_DIR)
+                     else f"`{path.name}`")
+            return [Paragraph(f"From {where} (`s4dconf eval --jpeg-check`)."),
+                    MarkdownFragment(jpeg_check_markdown(load_jpeg_check(path)))]
+    return []

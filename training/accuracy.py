@@ -1,5 +1,9 @@
-"""The accuracy table (SPEC.md section 18.4): rows dataset x {float, PTQ, QAFT}, columns backends, every cell
+"""The accuracy table (SPEC.md section 18.4): rows model x {float, PTQ, QAFT}, columns backends, every cell
 measured on the dataset's full test split (or an explicitly labelled subset) and tied to the model file's sha256.
+
+A row's model is the recipe that trained it (model files `<model>-<kind>.npz`): the CPU recipes are named after
+their datasets (`smnist`), the paper-size ones are not (`paper-smnist`, evaluated on smnist). A row without a
+"model" key (tables written before it existed) is the dataset's own: `row_model`.
 
     accuracy = #{argmax(logits at the last step, after the backend's declared delay) == label} / #samples
 
@@ -22,10 +26,12 @@ from s4dconf.backends import get_backend
 from s4dconf.backends.aligned import aligned_run
 from s4dconf.fixedpoint.formats import FXP_SCHEMA, read_model_file
 from s4dconf.reference.modelfile import MODEL_SCHEMA
+from s4dconf.reference.provenance import check_grades, grade_text
 from s4dconf.reference.npzio import read_text_file
 from s4dconf.reference.validate import S4DInputError, json_object
 
 from .datasets import DATASETS, SDIGITS_N_TEST, load_dataset
+from .recipes import RECIPES
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 SCHEMA = "s4dconf-accuracy/1"
@@ -38,15 +44,51 @@ FULL_TEST_SIZES = {"sdigits": SDIGITS_N_TEST, "smnist": 10_000, "psmnist": 10_00
 # The Lava simulator costs ~2.5 ms per time step (SPEC.md 16.5); a full test split is hours of simulation.
 LAVA_MAX_STEPS = 200_000
 LAVA_BATCH = 20  # a Lava graph lays the batch side by side (weights kron(I_N, W)): keep N small
+# Quoted figures (never measured here), each with its source and grade (SPEC.md 21.1): claim 4 is in no abstract.
 QUOTED = [
-    {"claim": "accuracy after quantisation to Loihi 2 precision stays within about 1 to 3 points of the float model; "
-              "PTQ loses more on sCIFAR, QAFT recovers most of it", "source": "paper abstract (claim 4)"},
-    {"claim": "sCIFAR float 86.5 %, PTQ 71.7 %, QAFT 84.1 %", "source": "a secondary source (unverified)"},
+    {"claim": "competitive results on MNIST-family datasets and some degradation on CIFAR that QAFT can mitigate",
+     "source": "a published summary of the paper (claim 4)", "grade": ["secondary source"]},
+    {"claim": "accuracy after quantisation to Loihi 2 precision stays within about 1 to 3 points of the float model",
+     "source": "secondary compilations of the paper (claim 4)", "grade": ["secondary source"]},
+    {"claim": "sCIFAR float 86.5 %, PTQ 71.7 %, QAFT 84.1 %",
+     "source": "secondary compilations, unverified against the paper's tables", "grade": ["secondary source"]},
 ]
 
 
-def shipped_model(dataset: str, kind: str) -> Path:
-    return MODELS_DIR / f"{dataset}-{kind}.npz"
+# The paper-size recipes (the paper's config, for a GPU): their rows are in every table of their datasets, and a
+# model file that is not there is said so, never left out.
+PAPER_RECIPES = tuple(name for name in RECIPES if name.startswith("paper-"))
+NEEDS_GPU = "not trained here: needs a GPU (run `s4dconf paper-run --device cuda`)"
+
+
+def shipped_model(model: str, kind: str) -> Path:
+    return MODELS_DIR / f"{model}-{kind}.npz"
+
+
+def row_model(row: dict) -> str:
+    """The model (recipe) of an accuracy-table row: its "model", else its dataset (tables older than the key)."""
+    return row.get("model") or row["dataset"]
+
+
+def row_label(row: dict) -> str:
+    """How a row is named in text: the dataset, or "<dataset> (<model>)" when the model is not the dataset's own."""
+    model = row_model(row)
+    return row["dataset"] if model == row["dataset"] else f"{row['dataset']} ({model})"
+
+
+def paper_recipes_of(datasets) -> tuple[str, ...]:
+    """The paper-size recipes that train on one of `datasets`."""
+    return tuple(r for r in PAPER_RECIPES if RECIPES[r].dataset in datasets)
+
+
+def check_recipes(recipes) -> dict[str, str]:
+    """{recipe: its dataset} of a list of recipe names; S4DInputError for an unknown name."""
+    if isinstance(recipes, str):
+        raise S4DInputError(f"recipes must be a list of recipe names, got the string {recipes!r}")
+    for name in recipes:
+        if name not in RECIPES:
+            raise S4DInputError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}")
+    return {name: RECIPES[name].dataset for name in dict.fromkeys(recipes)}
 
 
 @dataclasses.dataclass
@@ -94,7 +136,7 @@ def check_models_dir(models_dir, datasets) -> Path:
     return models_dir
 
 
-def _read_row_model(path: Path, kind: str, ds):
+def read_row_model(path: Path, kind: str, ds):
     """The model file of a row, read and checked against the row: a float model for "float", a fixed-point model
     for "ptq"/"qaft" (a float file would be quantised silently by numpy-fxp, a fixed-point one crash the float
     backends), with the dataset's input width and number of classes."""
@@ -132,76 +174,110 @@ def _bar(total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="sample", file=sys.stderr, leave=False, dynamic_ncols=True)
 
 
-def measure(backend, model, ds, limit: int | None = None, batch: int = 500) -> AccuracyCell:
-    """Accuracy of one backend on ds (the first `limit` samples when given), batch by batch."""
+def last_logits(backend, model, ds, stop: int, batch: int = 500, start: int = 0, on_batch=None) -> np.ndarray:
+    """(stop - start, classes): the last-step logits (after the backend's declared delay) of ds's samples
+    start..stop-1, batch by batch from `start` (batches [start, start + batch), ...). The one per-sample code path of
+    the table: in one process, and per shard on Dask workers (distributed.py), so both give the same numbers."""
+    handle = backend.prepare(model)
+    info = backend.info()
+    path = info.paths[0]
+    out = None
+    for a in range(start, stop, batch):
+        sel = np.arange(a, min(stop, a + batch))
+        logits, _, _ = aligned_run(backend, handle, ds.inputs(sel), path, info)
+        if out is None:
+            out = np.empty((stop - start, logits.shape[-1]), logits.dtype)
+        out[sel - start] = logits[:, -1]
+        if on_batch is not None:
+            on_batch(len(sel))
+    return out
+
+
+def predict(backend, model, ds, n: int, batch: int = 500, runner=None) -> np.ndarray:
+    """int64 (n,): the class each of ds's first n sequences gets from one backend, argmax of the last-step logits
+    (after the backend's declared delay), batch by batch. runner: None (this process, `last_logits`) or a callable
+    runner(backend, model, ds, n, batch) -> the same (n, classes) logits, e.g. sharded over Dask workers
+    (distributed.py)."""
+    if runner is not None:
+        return np.argmax(runner(backend, model, ds, n, batch), axis=1).astype(np.int64)
+    bar = _bar(n, f"{ds.name} {getattr(backend, 'name', type(backend).__name__)}")
+    logits = last_logits(backend, model, ds, n, batch, on_batch=None if bar is None else bar.update)
+    if bar is not None:
+        bar.close()
+    return np.argmax(logits, axis=1).astype(np.int64)
+
+
+def measure(backend, model, ds, limit: int | None = None, batch: int = 500, runner=None) -> AccuracyCell:
+    """Accuracy of one backend on ds (the first `limit` samples when given), batch by batch (runner: `predict`)."""
     limit = check_limit(limit)
     n = len(ds.y) if limit is None else min(limit, len(ds.y))
     if n < 1:
         raise S4DInputError(f"dataset {ds.name!r} ({ds.split}) has no samples to measure")
-    handle = backend.prepare(model)
-    info = backend.info()
-    path = info.paths[0]
     t0 = time.perf_counter()
-    correct = 0
-    bar = _bar(n, f"{ds.name} {getattr(backend, 'name', type(backend).__name__)}")
-    for a in range(0, n, batch):
-        sel = np.arange(a, min(n, a + batch))
-        logits, _, _ = aligned_run(backend, handle, ds.inputs(sel), path, info)
-        correct += int((np.argmax(logits[:, -1], axis=1) == ds.y[sel]).sum())
-        if bar is not None:
-            bar.update(len(sel))
-    if bar is not None:
-        bar.close()
+    correct = int((predict(backend, model, ds, n, batch, runner) == ds.y[:n]).sum())
     note = "" if n == len(ds.y) else f"first {n} of {len(ds.y)} test samples"
     return AccuracyCell(correct / n, n, round(time.perf_counter() - t0, 1), note)
 
 
 def prepare_table(datasets=("sdigits",), models_dir: Path = MODELS_DIR, data_dir=None, limit: int | None = None,
-                  backends=None):
-    """Every check of accuracy_table before its first measurement: the dataset names, `limit`, the columns, the
-    models folder; then every test split is loaded and every model file read and matched to its row. Returns
-    (splits {dataset: SequenceDataset}, files {(dataset, kind): ModelFile or None}, limit, backends). Also what
-    `s4dconf run` calls before its long steps."""
-    if isinstance(datasets, str) or not datasets:
+                  backends=None, recipes=None):
+    """Every check of accuracy_table before its first measurement: the dataset and recipe names, `limit`, the
+    columns, the models folder; then every test split is loaded and every model file read and matched to its row.
+    recipes: further models by recipe name (None: the paper-size recipes of `datasets`). Returns (models {model:
+    dataset}, splits {dataset: SequenceDataset}, files {(model, kind): ModelFile or None}, limit, backends). Also
+    what `s4dconf run` calls before its long steps."""
+    if isinstance(datasets, str) or not (datasets or recipes):
         raise S4DInputError(f"datasets must be a non-empty list of names (known: {', '.join(DATASETS)}), "
                             f"got {datasets!r}")
     datasets = list(dict.fromkeys(datasets))
     for name in datasets:
         if name not in DATASETS:
             raise S4DInputError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    models = {name: name for name in datasets}
+    models.update(check_recipes(paper_recipes_of(datasets) if recipes is None else recipes))
     limit = check_limit(limit)
     backends = check_columns(backends)
     models_dir = check_models_dir(models_dir, datasets)
-    splits = {name: load_dataset(name, "test", data_dir) for name in datasets}
+    splits = {name: load_dataset(name, "test", data_dir) for name in dict.fromkeys(models.values())}
     files = {}
-    for name, ds in splits.items():
+    for model, name in models.items():
         for kind in KINDS:
-            path = models_dir / f"{name}-{kind}.npz"
-            files[name, kind] = _read_row_model(path, kind, ds) if path.is_file() else None
-    return splits, files, limit, backends
+            path = models_dir / f"{model}-{kind}.npz"
+            files[model, kind] = read_row_model(path, kind, splits[name]) if path.is_file() else None
+    return models, splits, files, limit, backends
+
+
+def missing_model_note(model: str, path: Path) -> str:
+    return NEEDS_GPU if model in PAPER_RECIPES else f"no model file {path}"
 
 
 def accuracy_table(datasets=("sdigits",), models_dir: Path = MODELS_DIR, data_dir=None, limit: int | None = None,
-                   backends=None, progress=print) -> dict:
-    """Measure every (dataset, kind, backend) cell for the model files `<dataset>-<kind>.npz` in models_dir.
+                   backends=None, progress=print, recipes=None, runner=None) -> dict:
+    """Measure every (model, kind, backend) cell for the model files `<model>-<kind>.npz` in models_dir: the models
+    of `datasets` (named after them) and `recipes` (None: the paper-size recipes of `datasets`). A missing model
+    file gives a row whose cells say why (a paper-size recipe: NEEDS_GPU).
 
     Every argument is checked, every test split loaded and every model file read and matched to its row before the
-    first cell is measured: bad input fails in seconds, not after an hour of measuring."""
-    splits, files, limit, backends = prepare_table(datasets, models_dir, data_dir, limit, backends)
+    first cell is measured: bad input fails in seconds, not after an hour of measuring. runner: how each cell's
+    logits are computed (`predict`; distributed.py shards them over Dask workers)."""
+    models, splits, files, limit, backends = prepare_table(datasets, models_dir, data_dir, limit, backends, recipes)
     models_dir = Path(models_dir)
     rows = []
-    for name, ds in splits.items():
+    for model, name in models.items():
+        ds = splits[name]
         for kind in KINDS:
-            path = models_dir / f"{name}-{kind}.npz"
-            row = {"dataset": name, "kind": kind, "model_file": str(path.name), "n_test": len(ds.y), "cells": {}}
-            mf = files[name, kind]
+            path = models_dir / f"{model}-{kind}.npz"
+            row = {"dataset": name, "model": model, "kind": kind, "model_file": str(path.name), "n_test": len(ds.y),
+                   "cells": {}}
+            mf = files[model, kind]
             if mf is None:
-                row["note"] = f"no model file {path}"
+                row["note"] = missing_model_note(model, path)
+                row["cells"] = {col: dataclasses.asdict(AccuracyCell(None, 0, note=row["note"]))
+                                for col in COLUMNS[kind] if backends is None or col in backends}
                 rows.append(row)
                 continue
             row["model_sha256"] = mf.sha256
             row["record"] = _summary(mf.record)
-            model = mf.model
             for col in COLUMNS[kind]:
                 if backends is not None and col not in backends:
                     continue
@@ -214,8 +290,9 @@ def accuracy_table(datasets=("sdigits",), models_dir: Path = MODELS_DIR, data_di
                     cell = AccuracyCell(None, 0, note=f"not run: {n} samples x {ds.length} steps on the Lava simulator "
                                               f"(~2.5 ms/step, SPEC.md 16.5) exceeds the {LAVA_MAX_STEPS} step budget")
                 else:
-                    cell = measure(b, model, ds, limit, batch=LAVA_BATCH if col.startswith("lava") else 500)
-                progress(f"{name:8s} {kind:5s} {col:11s} "
+                    cell = measure(b, mf.model, ds, limit, batch=LAVA_BATCH if col.startswith("lava") else 500,
+                                   runner=runner)
+                progress(f"{model:8s} {kind:5s} {col:11s} "
                          + (f"{cell.accuracy:.4f} ({cell.n} samples, {cell.seconds} s, "
                             f"{cell.n / max(cell.seconds, 0.1):.0f} samples/s)" if cell.accuracy is not None
                             else cell.note))
@@ -232,7 +309,8 @@ def _number(v) -> bool:
 def check_table(table, what: str = "accuracy table") -> dict:
     """Check the shape of an accuracy table (the JSON of `s4dconf eval`) before anything reads it: an object whose
     "rows" is a list of {dataset, kind, cells: {column: {accuracy, n, note}}}; S4DInputError naming `what` and the
-    entry otherwise. "schema", "columns" and "quoted" are optional (a hand-written table may leave them out)."""
+    entry otherwise. "schema", "columns" and "quoted" are optional (a hand-written table may leave them out); so is
+    a row's "model" (default: its dataset, `row_model`). Rows are keyed by (model, kind)."""
     if not isinstance(table, dict):
         raise S4DInputError(f"{what} must be a JSON object with a list 'rows', got {type(table).__name__}")
     if "schema" in table and table["schema"] != SCHEMA:
@@ -250,7 +328,10 @@ def check_table(table, what: str = "accuracy table") -> dict:
             raise S4DInputError(f"{where}: 'dataset' must be a dataset name, got {row.get('dataset')!r}")
         if row.get("kind") not in KINDS:
             raise S4DInputError(f"{where}: 'kind' must be one of {', '.join(KINDS)}, got {row.get('kind')!r}")
-        key = (row["dataset"], row["kind"])
+        if "model" in row and (not isinstance(row["model"], str) or not row["model"]):
+            raise S4DInputError(f"{where}: 'model' must be a recipe name (or left out: the dataset's own model), "
+                                f"got {row['model']!r}")
+        key = (row_model(row), row["kind"])
         if key in seen:
             raise S4DInputError(f"{where}: a second row of {key[0]} {key[1]} (the first is rows[{seen[key]}])")
         seen[key] = i
@@ -276,7 +357,10 @@ def check_table(table, what: str = "accuracy table") -> dict:
         raise S4DInputError(f"{what}: 'columns' must be a list of backend names")
     if not all(isinstance(q, dict) and isinstance(q.get("claim"), str) and isinstance(q.get("source"), str)
                for q in table.get("quoted", [])):
-        raise S4DInputError(f"{what}: 'quoted' must be a list of {{claim, source}} objects")
+        raise S4DInputError(f"{what}: 'quoted' must be a list of {{claim, source, grade}} objects")
+    for i, q in enumerate(table.get("quoted", [])):
+        if "grade" in q:
+            check_grades(q["grade"], f"{what}: quoted[{i}]")
     return table
 
 
@@ -317,21 +401,26 @@ def is_partial(dataset: str, cell: dict, row: dict | None = None) -> bool:
 
 
 def merge_tables(base: dict, new: dict) -> dict:
-    """`base` with the measured cells of `new` put in (rows matched by dataset, kind and model sha256): columns
-    measured in another environment (the Lava env) join the same table. A row whose model differs is refused."""
+    """`base` with the measured cells of `new` put in (rows matched by model, kind and model sha256): columns
+    measured in another environment (the Lava env) join the same table. A row whose model differs is refused; a
+    base row without a model file (never trained here) is replaced by a new row that has one."""
     check_table(base, "accuracy table to merge into")
     check_table(new, "new accuracy table")
     base.setdefault("schema", SCHEMA)
-    base["quoted"] = base.get("quoted") or new.get("quoted", QUOTED)
+    base["quoted"] = new.get("quoted") or base.get("quoted") or QUOTED  # the newer run's sources win
     base["columns"] = sorted(set(base.get("columns", [])) | set(new.get("columns", [])), key=_col_order)
-    index = {(r["dataset"], r["kind"]): r for r in base["rows"]}
+    index = {(row_model(r), r["kind"]): i for i, r in enumerate(base["rows"])}
     for row in new["rows"]:
-        old = index.get((row["dataset"], row["kind"]))
-        if old is None:
+        i = index.get((row_model(row), row["kind"]))
+        if i is None:
             base["rows"].append(row)
             continue
+        old = base["rows"][i]
+        if "model_sha256" not in old and "model_sha256" in row:
+            base["rows"][i] = row
+            continue
         if old.get("model_sha256") != row.get("model_sha256"):
-            raise S4DInputError(f"cannot merge {row['dataset']} {row['kind']}: the tables measured different model "
+            raise S4DInputError(f"cannot merge {row_label(row)} {row['kind']}: the tables measured different model "
                                 f"files ({old.get('model_sha256', '?')[:12]} vs {row.get('model_sha256', '?')[:12]})")
         for col, cell in row.get("cells", {}).items():
             if cell["accuracy"] is not None or col not in old.setdefault("cells", {}):
@@ -355,30 +444,35 @@ def table_markdown(table: dict) -> str:
     lines = ["# Accuracy (measured)", "",
              "Each cell: accuracy on the full test split (unless the note says otherwise), argmax of the last-step "
              "logits. `-`: not applicable (float models run on float backends, fixed-point models on integer "
-             "backends). Model files by sha256 (first 12 hex digits).", "",
+             "backends). Model files by sha256 (first 12 hex digits); a dataset's rows of another recipe name it in "
+             "parentheses.", "",
              "| dataset | model | sha256 | " + " | ".join(cols) + " |", "|" + "---|" * (3 + len(cols))]
-    notes = []
+    notes = {}  # note text -> its number: a note shared by a row's cells (a missing model file) is listed once
+
+    def mark(text: str) -> str:
+        return f"[{notes.setdefault(text, len(notes) + 1)}]"
+
     for row in table["rows"]:
-        cells = []
+        cells, name = [], row_label(row)
         for c in cols:
             cell = row["cells"].get(c)
             if cell is None:
                 cells.append("-")
             elif cell["accuracy"] is None:
-                notes.append(f"{row['dataset']} {row['kind']} {c}: {cell['note']}")
-                cells.append(f"n/m [{len(notes)}]")
+                # a row's own note (no model file) holds for all its cells: one footnote
+                shared = cell["note"] == row.get("note")
+                cells.append("n/m " + mark(f"{name}: {cell['note']}" if shared
+                                           else f"{name} {row['kind']} {c}: {cell['note']}"))
             else:
-                mark = ""
-                if cell["note"]:
-                    notes.append(f"{row['dataset']} {row['kind']} {c}: {cell['note']}")
-                    mark = f" [{len(notes)}]"
-                cells.append(f"{100 * cell['accuracy']:.2f} %{mark}")
-        lines.append(f"| {row['dataset']} | {row['kind']} | {row.get('model_sha256', 'missing')[:12]} | "
+                subset = " " + mark(f"{name} {row['kind']} {c}: {cell['note']}") if cell["note"] else ""
+                cells.append(f"{100 * cell['accuracy']:.2f} %{subset}")
+        lines.append(f"| {name} | {row['kind']} | {row.get('model_sha256', 'missing')[:12]} | "
                      + " | ".join(cells) + " |")
     if notes:
-        lines += ["", "Notes (n/m = not measured):", ""] + [f"[{i + 1}] {n}" for i, n in enumerate(notes)]
-    lines += ["", "## Quoted from the paper (not measured here)", ""]
-    lines += [f"- {q['claim']} ({q['source']}, quoted)" for q in table["quoted"]]
+        lines += ["", "Notes (n/m = not measured):", ""] + [f"[{i}] {n}" for n, i in notes.items()]
+    lines += ["", "## Quoted (not measured here), with each source's grade (SPEC.md 21.1)", ""]
+    lines += [f"- {q['claim']} (quoted; {q['source']}; grade: {grade_text(q.get('grade', ['ungraded']))})"
+              for q in table["quoted"]]
     return "\n".join(lines) + "\n"
 
 
