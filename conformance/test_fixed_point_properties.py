@@ -20,7 +20,9 @@ from s4dconf.backends.numpy_fxp import FxpSession
 from s4dconf.fixedpoint.engine import FxpEngine, run_fxp
 from s4dconf.reference.config import NAMED_CONFIGS, ModelConfig
 from s4dconf.fixedpoint.formats import (
+    RESCALE_MODES,
     ROUNDING_MODES,
+    SATURATION_MODES,
     FxpFormat,
     fxp_digest,
     load_fxp,
@@ -47,9 +49,10 @@ pytestmark = pytest.mark.conformance
 FXP_SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 
-def signed_range(bits: int) -> tuple[int, int]:
-    """Two's complement: -2^(b-1) .. 2^(b-1) - 1 (written out here, not taken from the code under test)."""
-    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+def signed_range(bits: int, saturation: str = "asymmetric") -> tuple[int, int]:
+    """Two's complement: -2^(b-1) .. 2^(b-1) - 1, or symmetric -(2^(b-1) - 1) .. 2^(b-1) - 1 (written out here,
+    not taken from the code under test)."""
+    return -(2 ** (bits - 1)) + (saturation == "symmetric"), 2 ** (bits - 1) - 1
 
 
 # ---------------------------------------------------------------- strategies
@@ -60,7 +63,8 @@ def fxp_formats(draw):
     F = draw(st.integers(6, 16))
     return FxpFormat(msg_bits=draw(st.integers(8, 32)), state_bits=draw(st.integers(8, 32)),
                      weight_bits=draw(st.integers(4, 12)), coef_bits=F + 4, frac_bits=F,
-                     rounding=draw(st.sampled_from(ROUNDING_MODES)))
+                     rounding=draw(st.sampled_from(ROUNDING_MODES)), rescale=draw(st.sampled_from(RESCALE_MODES)),
+                     saturation=draw(st.sampled_from(SATURATION_MODES)))
 
 
 @st.composite
@@ -171,8 +175,8 @@ def test_integers_stay_within_declared_widths(case):
     _, m, u = case
     N, L, _ = u.shape
     fmt = m.fmt
-    mlo, mhi = signed_range(fmt.msg_bits)
-    slo, shi = signed_range(fmt.state_bits)
+    mlo, mhi = signed_range(fmt.msg_bits, fmt.saturation)
+    slo, shi = signed_range(fmt.state_bits, fmt.saturation)
     bounds = overflow_bounds(m)
     state = zero_state(m, N)
     counts: dict = {}
@@ -200,6 +204,9 @@ def test_sat_clamps_to_the_signed_width_and_counts():
     out = sat(a, 8, counts, "sig")
     assert out.tolist() == [-128, -128, -1, 0, 127, 127, 127, -128]
     assert counts == {"sig": 4}
+    sym: dict = {}  # symmetric: -128 is clamped to -127 too
+    assert sat(a, 8, sym, "sig", "symmetric").tolist() == [-127, -127, -1, 0, 127, 127, 127, -127]
+    assert sym == {"sig": 5}
     sat(np.array([5, 300]), 8, counts, "sig")
     assert counts == {"sig": 5}  # counts accumulate per name
     sat(np.array([1]), 2, counts, "two")  # 2 bits: -2 .. 1
@@ -228,15 +235,34 @@ def test_rescale_floor_and_half_up(a, s, floor, half_up):
     assert int(R(np.array([a]), s, "half_up")[0]) == half_up
 
 
+@pytest.mark.parametrize("a, s, toward_zero", [
+    (-3, 1, -1),  # -1.5: the magnitude 3 >> 1 = 1, sign restored (floor gives -2)
+    (3, 1, 1),
+    (-1, 1, 0),  # -0.5: a small negative value decays to 0, not to -1
+    (-7, 2, -1),  # -1.75
+    (7, 2, 1),
+    (-8, 2, -2),  # exact
+    (-(2**40) - 1, 40, -1),
+    (2**52 - 1, 52, 0),
+    (-5, 0, -5),
+    (-5, -3, -40),  # left shift: exact
+])
+def test_rescale_toward_zero(a, s, toward_zero):
+    assert int(R(np.array([a]), s, "toward_zero")[0]) == toward_zero
+
+
 @FXP_SETTINGS
 @given(a=st.integers(-(2**53) + 2**40, 2**53 - 2**40), s=st.integers(-8, 40), rounding=st.sampled_from(ROUNDING_MODES))
 def test_rescale_matches_python_integers(a, s, rounding):
-    """R(a, s) = floor(a / 2^s) or floor(a / 2^s + 1/2), from Python's exact integers; both engines."""
+    """R(a, s) = floor(a / 2^s), floor(a / 2^s + 1/2) or sign(a) floor(|a| / 2^s), from Python's exact
+    integers; both engines."""
     if s <= 0:
         assume(abs(a) << -s < 2**53)
         want = a * 2 ** -s
     elif rounding == "floor":
         want = a // 2**s
+    elif rounding == "toward_zero":
+        want = (1 if a >= 0 else -1) * (abs(a) // 2**s)
     else:
         want = (2 * a + 2**s) // 2 ** (s + 1)
     assert int(R(np.array([a], dtype=np.int64), s, rounding)[0]) == want
@@ -246,11 +272,15 @@ def test_rescale_matches_python_integers(a, s, rounding):
     assert eng.rshift(np.array([float(a)]), s)[0] == want
 
 
+EDGE_FORMATS = [(r, sat_mode) for r in ROUNDING_MODES for sat_mode in SATURATION_MODES]
+
+
 @pytest.fixture(scope="module")
 def edge_models():
     cfg = ModelConfig(name="edge", H=3, P=2, n_layers=1, n_classes=2)
     model = S4DModel.create(cfg, 11)
-    return {r: quantize(model, fmt=FxpFormat(msg_bits=16, state_bits=20, rounding=r)) for r in ROUNDING_MODES}
+    return {(r, sat_mode): quantize(model, fmt=FxpFormat(msg_bits=16, state_bits=20, rounding=r, saturation=sat_mode))
+            for r, sat_mode in EDGE_FORMATS}
 
 
 def _input_saturations(m, values):
@@ -262,32 +292,32 @@ def _input_saturations(m, values):
     return q[:, 0].tolist(), lit["input"]
 
 
-@pytest.mark.parametrize("rounding", ROUNDING_MODES)
-def test_input_at_the_representable_edge(edge_models, rounding):
-    m = edge_models[rounding]
-    lo, hi = signed_range(m.fmt.msg_bits)
+@pytest.mark.parametrize("rounding, saturation", EDGE_FORMATS)
+def test_input_at_the_representable_edge(edge_models, rounding, saturation):
+    m = edge_models[rounding, saturation]
+    lo, hi = signed_range(m.fmt.msg_bits, saturation)
     step = 2.0 ** -m.inp_exp
     assert _input_saturations(m, [hi * step]) == ([hi], 0)
     assert _input_saturations(m, [lo * step]) == ([lo], 0)
     assert _input_saturations(m, [(hi + 1) * step]) == ([hi], 1)
     assert _input_saturations(m, [(lo - 1) * step]) == ([lo], 1)
-    assert _input_saturations(m, [(hi + 0.25) * step, (lo + 0.25) * step]) == ([hi, lo], 0)
-    # half a step beyond: floor keeps hi but falls below lo; half up goes over hi but rounds back to lo
-    if rounding == "floor":
-        assert _input_saturations(m, [(hi + 0.5) * step]) == ([hi], 0)
-        assert _input_saturations(m, [(lo - 0.5) * step]) == ([lo], 1)
-    else:
-        assert _input_saturations(m, [(hi + 0.5) * step]) == ([hi], 1)
-        assert _input_saturations(m, [(lo - 0.5) * step]) == ([lo], 0)
-    assert _input_saturations(m, [(hi + 0.5) * step, (lo - 0.5) * step, 0.0]) == ([hi, lo, 0], 1)
+    # a quarter step past an edge rounds back onto it: above lo for floor and half up, below it toward zero
+    lo_quarter = lo - 0.25 if rounding == "toward_zero" else lo + 0.25
+    assert _input_saturations(m, [(hi + 0.25) * step, lo_quarter * step]) == ([hi, lo], 0)
+    # half a step beyond: floor keeps hi but falls below lo; half up goes over hi but rounds back to lo; toward
+    # zero keeps both
+    over_hi, under_lo = {"floor": (0, 1), "half_up": (1, 0), "toward_zero": (0, 0)}[rounding]
+    assert _input_saturations(m, [(hi + 0.5) * step]) == ([hi], over_hi)
+    assert _input_saturations(m, [(lo - 0.5) * step]) == ([lo], under_lo)
+    assert _input_saturations(m, [(hi + 0.5) * step, (lo - 0.5) * step, 0.0]) == ([hi, lo, 0], over_hi + under_lo)
 
 
-@pytest.mark.parametrize("rounding", ROUNDING_MODES)
-def test_far_out_of_range_input_saturates_and_is_counted(edge_models, rounding):
+@pytest.mark.parametrize("rounding, saturation", EDGE_FORMATS)
+def test_far_out_of_range_input_saturates_and_is_counted(edge_models, rounding, saturation):
     """Inputs far beyond the inp_exp range are clamped and counted under "input", not raised; the run then
     equals the run of the clamped (largest representable) input, bit for bit."""
-    m = edge_models[rounding]
-    lo, hi = signed_range(m.fmt.msg_bits)
+    m = edge_models[rounding, saturation]
+    lo, hi = signed_range(m.fmt.msg_bits, saturation)
     step = 2.0 ** -m.inp_exp
     L = 20
     pattern = np.where(np.arange(L) % 3 == 0, 1.0, -1.0).reshape(1, L, 1)
@@ -457,6 +487,9 @@ def test_fxp_model_file_round_trip(pair, tmp_path_factory):
     assert fxp_digest(dataclasses.replace(m, out_exp=m.out_exp - 1)) != fxp_digest(m)
     other = "half_up" if m.fmt.rounding == "floor" else "floor"
     assert fxp_digest(dataclasses.replace(m, fmt=dataclasses.replace(m.fmt, rounding=other))) != fxp_digest(m)
+    for name, modes in (("rescale", RESCALE_MODES), ("saturation", SATURATION_MODES)):
+        other = next(v for v in modes if v != getattr(m.fmt, name))
+        assert fxp_digest(dataclasses.replace(m, fmt=dataclasses.replace(m.fmt, **{name: other}))) != fxp_digest(m)
 
 
 # ---------------------------------------------------------------- the tolerance table is derived

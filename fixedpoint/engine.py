@@ -14,7 +14,7 @@ import functools
 
 import numpy as np
 
-from .formats import FxpModel, int_range
+from .formats import FxpFormat, FxpModel, int_range
 from s4dconf.reference.validate import S4DInputError, as_input_sequence
 
 
@@ -30,10 +30,10 @@ except ImportError:  # numpy < 2
 
 
 class _Saturator:
-    """Clip to a signed width in place and count the clipped elements under a name."""
+    """Clip to a signed width (the format's sat_W range) in place and count the clipped elements under a name."""
 
-    def __init__(self, bits: int, counts: dict, name: str):
-        self.lo, self.hi = (float(v) for v in int_range(bits))
+    def __init__(self, fmt: FxpFormat, bits: int, counts: dict, name: str):
+        self.lo, self.hi = (float(v) for v in fmt.sat_range(bits))
         self.counts, self.name = counts, name
         counts.setdefault(name, 0)
 
@@ -84,13 +84,70 @@ def _count_via(mask: np.ndarray, a: np.ndarray) -> int:
     return _count_nonzero(mask)
 
 
+def rshift(a: np.ndarray, s: int, rounding: str) -> np.ndarray:
+    """R(a, s) of SPEC.md 14.1 in place on integers held in float64: for s >= 1 floor, round half up or toward
+    zero of a 2^-s (exact: a 2^-s is a power-of-two scaling); a << -s for s <= 0."""
+    if s <= 0:
+        a *= float(1 << -s)
+        return a
+    a *= 2.0 ** -s
+    if rounding == "half_up":
+        a += 0.5
+    return (np.trunc if rounding == "toward_zero" else np.floor)(a, out=a)
+
+
+def state_update(x: np.ndarray, A: np.ndarray, B: np.ndarray, v: np.ndarray, fmt: FxpFormat) -> np.ndarray:
+    """Step 3a of SPEC.md 14.3 before saturation, in place on the complex state x (..., P) (C-contiguous):
+    x = R(Abar x + Bbar v, F) per part ("per_sum"), or the sum of each product rescaled alone ("per_product":
+    R(ar xr, F) - R(ai xi, F) + R(br v, F) and R(ar xi, F) + R(ai xr, F) + R(bi v, F)). A, B broadcast
+    against x, v against x's last axis."""
+    F, rnd = fmt.frac_bits, fmt.rounding
+    if fmt.rescale == "per_sum":
+        x *= A
+        x += B * v  # ar xr - ai xi + br v, ar xi + ai xr + bi v: exact integers
+        rshift(x.view(np.float64), F, rnd)
+        return x
+    xr, xi = x.real.copy(), x.imag.copy()
+    ar, ai, br, bi = A.real, A.imag, B.real, B.imag
+    x.real = rshift(ar * xr, F, rnd) - rshift(ai * xi, F, rnd) + rshift(br * v, F, rnd)
+    x.imag = rshift(ar * xi, F, rnd) + rshift(ai * xr, F, rnd) + rshift(bi * v, F, rnd)
+    return x
+
+
+def neuron_output(x: np.ndarray, C: np.ndarray, fmt: FxpFormat) -> np.ndarray:
+    """Step 3b of SPEC.md 14.3 before saturation: R(cr xr - ci xi, F - 1) ("per_sum"), or
+    R(cr xr, F - 1) - R(ci xi, F - 1) ("per_product"); a new real array."""
+    F, rnd = fmt.frac_bits, fmt.rounding
+    if fmt.rescale == "per_sum":
+        return rshift(np.ascontiguousarray((x * C).real), F - 1, rnd)  # cr xr - ci xi
+    return rshift(C.real * x.real, F - 1, rnd) - rshift(C.imag * x.imag, F - 1, rnd)
+
+
+def mode_states(fmt: FxpFormat, Abar: complex, Bbar: complex, v: np.ndarray) -> np.ndarray:
+    """The state sequence of one mode neuron (steps 3a and its saturation), as the engine computes it: integer
+    Abar, Bbar (complex of integers, F fractional bits) and integer inputs v (K, L), K independent streams, from
+    the zero state. Returns the complex states (K, L) after each step (x_re + i x_im, integers)."""
+    v = np.asarray(v, dtype=np.float64)
+    if v.ndim != 2:
+        raise S4DInputError(f"mode_states: v must be (K streams, L steps), got shape {v.shape}")
+    A, B = np.complex128(Abar), np.complex128(Bbar)
+    sat = _Saturator(fmt, fmt.state_bits, {}, "state")
+    x = np.zeros(v.shape[0], dtype=np.complex128)
+    out = np.empty(v.shape, dtype=np.complex128)
+    for k in range(v.shape[1]):
+        sat(state_update(x, A, B, v[:, k], fmt).view(np.float64))
+        out[:, k] = x
+    return out
+
+
 class FxpEngine:
     """One integer time step of the whole model for a batch of N streams (SPEC.md 14.3).
 
     Two implementations of the same step. `_step_exact` writes SPEC.md 14.3 out one operation at a time, with the
     sigma-delta hooks of 14.4; it runs when a threshold vth is set. Otherwise `step` runs a fast plan:
       - every power-of-two rescale is folded into the coefficients (Abar, Bbar, D by 2^-F, C by 2^-(F-1), each
-        dense matrix by 2^-s), so R(a, s) is one floor() of the product, after + 1/2 for half_up when s >= 1.
+        dense matrix by 2^-s), so R(a, s) is one floor() of the product, after + 1/2 for half_up when s >= 1
+        (trunc() for toward_zero). It rescales sums ("per_sum"); a "per_product" format runs `_step_exact`.
         Products and sums of k 2^-s with |k| < 2^53 (the bounds of SPEC.md 14.5, rounding offset included) are
         exact in float64, so these are the same integers;
       - cr xr - ci xi per neuron is the real part of one complex product;
@@ -121,12 +178,13 @@ class FxpEngine:
         self.W_T = [f64(f"layer{i}.W").T.copy() for i in range(cfg.n_layers)]
         self.shifts = [m.shift_mixer(i) for i in range(cfg.n_layers)]
         self.half_up = fmt.rounding == "half_up"
+        self._round = np.trunc if fmt.rounding == "toward_zero" else np.floor  # R after the 2^-s scaling
         self.F = fmt.frac_bits
         self.relu = cfg.activation == "relu"
         self.saturations: dict[str, int] = {}
         self.density: dict[str, list] = {}
         M, S = fmt.msg_bits, fmt.state_bits
-        sat = lambda bits, name: _Saturator(bits, self.saturations, name)  # noqa: E731
+        sat = lambda bits, name: _Saturator(fmt, bits, self.saturations, name)  # noqa: E731
         sd = lambda shape, name: _SigmaDelta(shape, vth, self.density, name)  # noqa: E731
         H, P = cfg.H, cfg.P
         self.sat_input, self.sat_enc, self.sat_dec = sat(M, "input"), sat(M, "encoder"), sat(M, "decoder")
@@ -140,7 +198,8 @@ class FxpEngine:
                 sd_block=sd((batch, H), f"layer{i}.block")))
         # the states; updated in place, never replaced (the fast plan holds views of them)
         self.x = [np.zeros((batch, H, P), dtype=np.complex128) for _ in range(cfg.n_layers)]
-        self._fast = vth is None and batch > 0
+        # the fast plan rescales sums only; per-product rescaling runs the operation-by-operation step
+        self._fast = vth is None and batch > 0 and fmt.rescale == "per_sum"
         if self._fast:
             self._build_plan()
         self.reset()
@@ -230,21 +289,15 @@ class FxpEngine:
         self.t = int(t)
 
     def rshift(self, a: np.ndarray, s: int) -> np.ndarray:
-        """R(a, s) of SPEC.md 14.1 for s >= 1 (floor or round-half-up), a << -s for s <= 0; in place."""
-        if s <= 0:
-            a *= float(1 << -s)
-            return a
-        a *= 2.0 ** -s
-        if self.half_up:
-            a += 0.5
-        return np.floor(a, out=a)
+        """R(a, s) of SPEC.md 14.1 by the model's rounding mode, in place (module function `rshift`)."""
+        return rshift(a, s, self.m.fmt.rounding)
 
     def quantize_input(self, u_t: np.ndarray) -> np.ndarray:
-        """u_q = sat_M(Q(u 2^inp_exp)), Q = floor or floor(. + 1/2) by the rounding mode."""
+        """u_q = sat_M(Q(u 2^inp_exp)), Q = floor, floor(. + 1/2) or trunc by the rounding mode."""
         q = u_t * 2.0 ** self.m.inp_exp
         if self.half_up:
             q += 0.5
-        np.floor(q, out=q)
+        self._round(q, out=q)
         if self._fast and q.dtype == np.float64 and q.size:
             qf = q.reshape(-1)
             if abs(qf[_iamax(qf)]) <= self._hi_msg:
@@ -268,8 +321,8 @@ class FxpEngine:
         """The fast plan of one step; writes y into Y (n_layers, N H) and returns the logits."""
         iamax, hi_msg, hi_state, relu, half_state, half_o = (
             _iamax, self._hi_msg, self._hi_state, self.relu, self.half_up, self._half_o)
-        floor, multiply, add, dot, maximum, cnz, einsum = (
-            np.floor, np.multiply, np.add, np.dot, np.maximum, _count_nonzero, np.einsum)
+        floor, multiply, add, dot, maximum, cnz, einsum = (  # floor: the rounding of R (np.trunc for toward_zero)
+            self._round, np.multiply, np.add, np.dot, np.maximum, _count_nonzero, np.einsum)
         h, r, dh, h2, r2, dh2 = self._vecs  # (N H,) and their (N, H) views
         # encoder: h = sat_M(R(W_enc u_q, s_enc))
         dot(u_q, self._enc_s, out=h2)
@@ -350,14 +403,11 @@ class FxpEngine:
         h = self.sd_enc(self.sat_enc(self.rshift(u_q @ self.enc_T, self.m.shift_encoder)))
         ys = []
         F = self.F
+        fmt = self.m.fmt
         for i, op in enumerate(self.layer_ops):
-            x = self.x[i]
-            x *= self.A[i]
-            x += self.B[i] * h[:, :, None]  # ar xr - ai xi + br v, ar xi + ai xr + bi v: exact integers
-            xv = x.view(np.float64)
-            op["sat_state"](self.rshift(xv, F))
-            o = (x * self.C[i]).real  # cr xr - ci xi
-            o = op["sd_msg"](op["sat_msg"](self.rshift(np.ascontiguousarray(o), F - 1)))  # 2 Re(C x)
+            x = state_update(self.x[i], self.A[i], self.B[i], h[:, :, None], fmt)
+            op["sat_state"](x.view(np.float64))
+            o = op["sd_msg"](op["sat_msg"](neuron_output(x, self.C[i], fmt)))  # 2 Re(C x)
             y = o.sum(axis=2)
             if self.D[i] is not None:
                 y += self.rshift(self.D[i] * h, F)

@@ -29,7 +29,12 @@ from s4dconf.reference.validate import S4DInputError
 
 FXP_SCHEMA = "s4dconf-model-fixed-point/1"
 FXP_ENTRIES = frozenset({"__schema__", "__config__", "__format__", "__exponents__", "__provenance__"})
-ROUNDING_MODES = ("floor", "half_up")
+ROUNDING_MODES = ("floor", "half_up", "toward_zero")
+RESCALE_MODES = ("per_sum", "per_product")  # where the neuron's rescale applies (SPEC.md 14.1)
+SATURATION_MODES = ("asymmetric", "symmetric")
+# format fields added after the first six: written to the format JSON only when they differ from these defaults,
+# so the JSON, the model files and fxp_sha256 of every default-format model stay as they were (SPEC.md 14.8)
+LATER_FIELD_DEFAULTS = {"rescale": "per_sum", "saturation": "asymmetric"}
 SHIFT_MIN, SHIFT_MAX = -32, 52  # dense shifts: a right shift past 52 leaves nothing of a 53-bit accumulator
 EXACT_LIMIT = 2**53  # every intermediate stays below this: exact in int64 and in float64 (SPEC.md 14.5)
 
@@ -43,7 +48,9 @@ class FxpFormat:
     weight_bits: int = 8  # dense weights (signed, symmetric range)
     coef_bits: int = 16  # Abar, Bbar, C, D (signed): sign + 3 integer bits + F fraction bits by default
     frac_bits: int = 12  # F: fractional bits of Abar, Bbar, C, D
-    rounding: str = "floor"  # rescaling right shifts: "floor" (arithmetic shift) or "half_up"
+    rounding: str = "floor"  # rescaling right shifts: "floor" (arithmetic shift), "half_up" or "toward_zero"
+    rescale: str = "per_sum"  # the neuron's products shifted after summing ("per_sum") or each one ("per_product")
+    saturation: str = "asymmetric"  # sat_W to [-2^(W-1), 2^(W-1) - 1], or "symmetric" [-(2^(W-1) - 1), ...]
 
     def __post_init__(self):
         limits = {"msg_bits": (2, 32), "state_bits": (2, 32), "weight_bits": (2, 16), "frac_bits": (1, 24)}
@@ -57,12 +64,52 @@ class FxpFormat:
             raise S4DInputError(
                 f"fixed-point format: coef_bits must be an integer in [frac_bits + 2 = {F + 2}, 32] (sign, one "
                 f"integer bit for |Abar| < 1, F fraction bits), got {self.coef_bits!r}")
-        if self.rounding not in ROUNDING_MODES:
-            raise S4DInputError(
-                f"fixed-point format: unknown rounding {self.rounding!r}; known: {', '.join(ROUNDING_MODES)}")
+        for name, known in (("rounding", ROUNDING_MODES), ("rescale", RESCALE_MODES),
+                            ("saturation", SATURATION_MODES)):
+            if getattr(self, name) not in known:
+                raise S4DInputError(
+                    f"fixed-point format: unknown {name} {getattr(self, name)!r}; known: {', '.join(known)}")
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        """Canonical JSON (SPEC.md 14.8): the six first fields always, a later field only when not its default."""
+        d = dataclasses.asdict(self)
+        for name, default in LATER_FIELD_DEFAULTS.items():
+            if d[name] == default:
+                del d[name]
+        return json.dumps(d, sort_keys=True)
+
+    def sat_range(self, bits: int) -> tuple[int, int]:
+        """[lo, hi] of sat_W for a signed width (SPEC.md 14.1): two's complement, or symmetric (lo = -hi)."""
+        lo, hi = int_range(bits)
+        return (-hi, hi) if self.saturation == "symmetric" else (lo, hi)
+
+
+# Named formats (SPEC.md 14.9): the suite's default, and the conventions of Intel's bit-accurate model of the
+# complex resonate-and-fire neuron (lava-nc's PyRFModelFixed): decays of F = 12 fractional bits (its decay_bits,
+# unsigned 12-bit magnitudes), each product shifted alone and rounded toward zero (sign times the shifted
+# magnitude), the 24-bit state clipped to +-(2^23 - 1).
+FORMAT_PROFILES = {
+    "s4dconf-default": FxpFormat(),
+    "loihi2-rf": FxpFormat(state_bits=24, frac_bits=12, rounding="toward_zero", rescale="per_product",
+                           saturation="symmetric"),
+}
+DEFAULT_PROFILE = "s4dconf-default"
+
+
+def require_format_choices(fmt: FxpFormat, choices: dict[str, tuple], who: str, instead: str) -> None:
+    """Refuse a format whose rounding/rescale/saturation (SPEC.md 14.1) an implementation does not do: a clear
+    error naming `who` and what it does, never a run with other arithmetic than the model file says."""
+    for name, allowed in choices.items():
+        if getattr(fmt, name) not in allowed:
+            raise S4DInputError(f"{who}: {name} {getattr(fmt, name)!r} is not implemented here; {who} does {name} "
+                                f"{' or '.join(map(repr, allowed))} (SPEC.md 14.9); {instead}")
+
+
+def format_from_profile(name: str = DEFAULT_PROFILE, **overrides) -> FxpFormat:
+    """The format of a named profile, with the fields in `overrides` replaced (None values are ignored)."""
+    if name not in FORMAT_PROFILES:
+        raise S4DInputError(f"unknown fixed-point format profile {name!r}; known: {', '.join(FORMAT_PROFILES)}")
+    return dataclasses.replace(FORMAT_PROFILES[name], **{k: v for k, v in overrides.items() if v is not None})
 
 
 def abs_squared(ar: np.ndarray, ai: np.ndarray) -> np.ndarray:
@@ -281,7 +328,7 @@ def fxp_digest(m: FxpModel) -> str:
     h = hashlib.sha256((m.config.to_json() + m.fmt.to_json()).encode())
     h.update(json.dumps([m.inp_exp, list(m.act_exp), m.out_exp, m.w_exp], sort_keys=True).encode())
     for name in sorted(m.arrays):
-        a = np.ascontiguousarray(m.arrays[name], dtype=np.int64)
+        a = np.ascontiguousarray(m.arrays[name], dtype="<i8")  # little-endian on every host (SPEC.md 14.8)
         h.update(f"{name}|{a.shape}".encode())
         h.update(a.tobytes())
     return h.hexdigest()

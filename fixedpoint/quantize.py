@@ -12,7 +12,9 @@ Exponents chosen:
     out_exp     = frac_bits(max |logits|, msg_bits)
     w_exp       = floor(log2((2^(weight_bits-1) - 1) / max |W|))  per matrix (encoder, each mixer, decoder)
 Values: W_q = clip(round(W 2^w_exp)); Abar, Bbar, C, D as round(. 2^F), then each mode with |Abar_q| >= 2^F is
-moved toward zero one unit per component until it decays. round(x) = floor(x + 1/2).
+moved toward zero one unit per component until it decays. round(x) = floor(x + 1/2). Abar, Bbar, C are the model's
+layers as evaluated (`model.layers`): the ZOH/bilinear discretisation of a float64 model, or the coefficients a
+discretised-coefficient model (SPEC.md 7.1) gives, quantised directly, never rebuilt from (A, B, dt).
 
 headroom_bits must be an integer >= 0 (a negative headroom scales every calibrated maximum past its width), and the
 calibration inputs must not be all zero (every exponent would be MAX_FRAC). The model built is run on its own
@@ -30,13 +32,14 @@ import numpy as np
 import s4dconf
 
 from s4dconf.reference.inputs import SHORT_LENGTH
+from s4dconf.reference.discrete import DiscreteS4DModel
 from s4dconf.reference.model import S4DModel
 from s4dconf.reference.modelfile import params_digest
 from s4dconf.reference.s4d import s4d_recurrence
 from s4dconf.reference.validate import S4DInputError, as_input_sequence
 
 from .engine import run_fxp
-from .formats import FxpFormat, FxpModel, abs_squared, int_range, weight_range
+from .formats import FxpFormat, FxpModel, abs_squared, format_from_profile, int_range, weight_range
 
 MAX_FRAC = 40  # fractional bits given to a signal that is identically zero in calibration
 DEFAULT_HEADROOM_BITS = 1
@@ -125,10 +128,11 @@ def stabilise(ar: np.ndarray, ai: np.ndarray, F: int) -> tuple[np.ndarray, np.nd
         ai[bad] -= np.sign(ai[bad])
 
 
-def quantize(model: S4DModel, calib: np.ndarray | None = None, fmt: FxpFormat | None = None,
+def quantize(model: S4DModel, calib: np.ndarray | None = None, fmt: FxpFormat | str | None = None,
              headroom_bits: int = DEFAULT_HEADROOM_BITS, calib_description: str | None = None) -> FxpModel:
-    """Post-training quantisation of a float64 model by the rule of the module docstring."""
-    fmt = fmt or FxpFormat()
+    """Post-training quantisation of a float64 model by the rule of the module docstring. `fmt`: a format, the
+    name of a profile of formats.FORMAT_PROFILES (SPEC.md 14.9), or None for the default format."""
+    fmt = format_from_profile(fmt) if isinstance(fmt, str) else (fmt or FxpFormat())
     cfg = model.config
     if isinstance(headroom_bits, bool) or not isinstance(headroom_bits, (int, np.integer)) or headroom_bits < 0:
         raise S4DInputError(f"headroom_bits must be an integer >= 0, got {headroom_bits!r}: a negative headroom "
@@ -161,6 +165,8 @@ def quantize(model: S4DModel, calib: np.ndarray | None = None, fmt: FxpFormat | 
         "headroom_bits": headroom_bits,
         "s4dconf": s4dconf.__version__,
     }
+    if isinstance(model, DiscreteS4DModel):  # its params_sha256 follows the rule of its schema (SPEC.md 7.1)
+        provenance["source_schema"] = model.schema
     m = FxpModel(config=cfg, fmt=fmt, inp_exp=fb(r["u"], M), act_exp=tuple(act_exp),
                  out_exp=fb(r["logits"], M), arrays=arrays, w_exp=w_exp, provenance=provenance)
     sat = {k: n for k, n in run_fxp(m, calib).saturations.items() if n}

@@ -11,7 +11,7 @@ import pytest
 from s4dconf.backends.numpy_fxp import FxpSession, NumpyFxpBackend
 from s4dconf.fixedpoint.engine import FxpEngine, run_fxp
 from s4dconf.reference.config import NAMED_CONFIGS
-from s4dconf.fixedpoint.formats import FXP_SCHEMA, FxpFormat, FxpModel, load_fxp, save_fxp
+from s4dconf.fixedpoint.formats import FXP_SCHEMA, FxpFormat, FxpModel, format_from_profile, load_fxp, save_fxp
 from s4dconf.reference.model import S4DModel, init_params
 from s4dconf.reference.modelfile import MODEL_SCHEMA, load_model, save_model
 from s4dconf.fixedpoint.quantize import quantize
@@ -139,11 +139,33 @@ def test_w_exp_missing_or_extra_keys(fxp):
     (dict(weight_bits=True), r"weight_bits must be an integer in \[2, 16\], got True"),
     (dict(frac_bits=12, coef_bits=13), r"coef_bits must be an integer in \[frac_bits \+ 2 = 14, 32\].*got 13"),
     (dict(frac_bits=20, coef_bits=33), r"coef_bits must be an integer in \[frac_bits \+ 2 = 22, 32\].*got 33"),
-    (dict(rounding="nearest"), r"unknown rounding 'nearest'; known: floor, half_up"),
+    (dict(rounding="nearest"), r"unknown rounding 'nearest'; known: floor, half_up, toward_zero"),
+    (dict(rescale="per_neuron"), r"unknown rescale 'per_neuron'; known: per_sum, per_product"),
+    (dict(saturation="wrap"), r"unknown saturation 'wrap'; known: asymmetric, symmetric"),
 ])
 def test_format_fields_out_of_range(kwargs, pattern):
     with pytest.raises(S4DInputError, match=r"fixed-point format: " + pattern):
         FxpFormat(**kwargs)
+
+
+def test_unknown_format_profile_names_the_known_ones():
+    with pytest.raises(S4DInputError, match=r"unknown fixed-point format profile 'loihi3'; known: s4dconf-default, "
+                                            r"loihi2-rf"):
+        format_from_profile("loihi3")
+
+
+def test_fxp_file_with_an_unknown_format_field_value_names_the_file(fxp, tmp_path):
+    """A format JSON naming a rescale this version does not know is refused with the file and the field."""
+    from s4dconf.reference.npzio import read_npz, write_npz
+
+    path = tmp_path / "m.npz"
+    save_fxp(dataclasses.replace(fxp, fmt=dataclasses.replace(fxp.fmt, rescale="per_product")), path)
+    arrays = read_npz(path)
+    arrays["__format__"] = np.array(str(arrays["__format__"]).replace("per_product", "per_channel"))
+    write_npz(path, arrays)
+    with pytest.raises(S4DInputError, match=re.escape(f"fixed-point model file {path}: ") + r".*unknown rescale "
+                                            r"'per_channel'; known: per_sum, per_product"):
+        load_fxp(path)
 
 
 def test_format_too_wide_for_exact_arithmetic(tiny_float):
