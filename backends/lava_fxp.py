@@ -39,6 +39,8 @@ from .lava_runtime import LavaSimBackend, run_isolated
 from .numpy_fxp import NumpyFxpBackend
 
 LAVA_MSG_BITS = 24  # Loihi 2 graded spikes carry 24 bits
+# the format choices of SPEC.md 14.1 that the processes of lava_procs implement (the rest: numpy-fxp only)
+LAVA_FORMAT_CHOICES = {"rounding": ("floor", "half_up"), "rescale": ("per_sum",), "saturation": ("asymmetric",)}
 FXP_TAG = "fixed_pt"
 
 
@@ -130,7 +132,8 @@ class LavaFxpBackend(LavaSimBackend):
 
     def prepare(self, model):
         """An FxpModel is used as is; a float64 S4DModel is quantised by the default PTQ (SPEC.md 15), as
-        numpy-fxp does. Refused: use_D, readout other than 'last', msg_bits > 24."""
+        numpy-fxp does. Refused: use_D, readout other than 'last', msg_bits > 24, a format choice outside
+        LAVA_FORMAT_CHOICES."""
         if isinstance(model, S4DModel):
             self._check_graph(model.config)
             model = NumpyFxpBackend().prepare(model)
@@ -141,6 +144,11 @@ class LavaFxpBackend(LavaSimBackend):
         if model.fmt.msg_bits > LAVA_MSG_BITS:
             raise S4DInputError(f"lava-fxp: msg_bits = {model.fmt.msg_bits}, but Loihi 2 graded spikes carry "
                                 f"{LAVA_MSG_BITS} bits (SPEC.md 16.2); quantise with msg_bits <= {LAVA_MSG_BITS}")
+        for name, allowed in LAVA_FORMAT_CHOICES.items():
+            if getattr(model.fmt, name) not in allowed:
+                raise S4DInputError(f"lava-fxp: {name} {getattr(model.fmt, name)!r} is not implemented by its Lava "
+                                    f"processes, which do {name} {' or '.join(map(repr, allowed))} (SPEC.md 16.2); "
+                                    "run this format on numpy-fxp")
         return model
 
     def run_integers(self, handle: FxpModel, u) -> FxpRun:
