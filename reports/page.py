@@ -19,7 +19,7 @@ from markupsafe import Markup
 from .tables import markdown_table
 
 SECTIONS = {"summary": "Summary", "conformance": "Conformance matrix", "errors": "Error distributions per backend",
-            "accuracy": "Accuracy", "benchmarks": "Benchmarks", "claims": "Claims", "resources": "Resources",
+            "accuracy": "Accuracy", "sweep": "Precision sweep", "benchmarks": "Benchmarks", "claims": "Claims", "resources": "Resources",
             "machine": "Machines"}  # in the page's order: the answer first, the details after it
 
 

@@ -16,6 +16,8 @@ gives a section that says "not run" and the command that produces it, never an e
                               SNR - tolerance (dB) of the fixed-point ones (one PNG per metric kind)
 3. Accuracy                   `accuracy.json` (`s4dconf eval`), rendered by `s4dconf.training.accuracy.table_markdown`;
                               the quoted part kept apart
+3b. Precision sweep           `sweep.json` (`s4dconf sweep`): its table and the accuracy-vs-bits plot
+                              (`sweep_report.py`)
 4. Benchmarks                 pytest-benchmark JSON files (`tox -e bench`), read by `compare.load_run`, one run
                               (machine) at a time, this machine's first: streaming latency per token (with the quoted
                               Loihi 2 chip step time as a reference line) and throughput vs batch size (with the
@@ -50,6 +52,7 @@ from .page import SECTIONS  # noqa: F401 - re-exported: the section names are pa
 from .page import render_html, render_markdown
 from .report_inputs import load_benchmark_input, load_input, run_origin, this_machine
 from .sections import accuracy_section, conformance_section, errors_section, machine_section
+from .sweep_report import sweep_section
 from .sections_perf import bench_values, benchmarks_section, claims_section, resources_section, summary_section
 
 
@@ -57,7 +60,7 @@ from .sections_perf import bench_values, benchmarks_section, claims_section, res
 # The report
 
 def build_report(out_dir, conformance_json=None, accuracy_json=None, benchmark_jsons=(), claims_json=None,
-                 resources=None) -> tuple[Path, Path]:
+                 resources=None, sweep_json=None) -> tuple[Path, Path]:
     """Write out_dir/report.html, out_dir/report.md, out_dir/img/*.png (stale PNGs there are removed) and
     out_dir/report.log (the inputs and the diagnostics). Inputs: paths (a path that does not exist gives a "not run"
     section naming it) or already-parsed JSON."""
@@ -71,6 +74,7 @@ def build_report(out_dir, conformance_json=None, accuracy_json=None, benchmark_j
     conf = load_input(conformance_json, "conformance")
     acc = load_input(accuracy_json, "accuracy")
     claims = load_input(claims_json, "claims")
+    sweep = load_input(sweep_json, "sweep")
     benches = [load_benchmark_input(p) for p in benchmark_jsons or ()]
     missing = [b.missing for b in benches if b.data is None]
     benches = [b for b in benches if b.data is not None]
@@ -80,12 +84,12 @@ def build_report(out_dir, conformance_json=None, accuracy_json=None, benchmark_j
     host = this_machine()
     origins = {b.path: run_origin(b, host) for b in benches}
     log.append(f"this machine: {json.dumps(host)}")
-    for what, x in (("conformance", conf), ("accuracy", acc), ("claims", claims)):
+    for what, x in (("conformance", conf), ("accuracy", acc), ("claims", claims), ("sweep", sweep)):
         log.append(f"input {what}: {x.path or 'none'}" + (f" (missing: {x.missing})" if x.missing else ""))
     for b in benches:
         log.append(f"input benchmark: {b.path} -> {origins[b.path].label}")
     sections = [summary_section(conf, acc, claims, benches, origins), conformance_section(conf),
-                errors_section(conf, img_dir), accuracy_section(acc),
+                errors_section(conf, img_dir), accuracy_section(acc), sweep_section(sweep, img_dir),
                 benchmarks_section(benches, missing, img_dir, origins, log),
                 claims_section(claims, {o.file: o for o in origins.values()}, bench_values(benches, origins)),
                 resources_section(resources),
@@ -117,7 +121,8 @@ def default_inputs(out: Path) -> dict:
     benches = sorted(out.glob("benchmark*.json")) or sorted((committed / "benchmarks").glob("*.json"))
     return {"conformance": _first(out / "conformance.json"),
             "accuracy": _first(out / "accuracy" / "accuracy.json", committed / "accuracy" / "accuracy.json"),
-            "bench": benches, "claims": _first(out / "claims.json"), "resources": _first(out / "resources.md")}
+            "bench": benches, "claims": _first(out / "claims.json"), "resources": _first(out / "resources.md"),
+            "sweep": _first(out / "sweep" / "sweep.json", committed / "sweep" / "sweep.json")}
 
 
 def cmd_report(args) -> int:
@@ -130,8 +135,8 @@ def cmd_report(args) -> int:
     pick = {**found, **given}
     res = Path(pick["resources"]) if pick["resources"] else None
     html_path, md_path = build_report(out, pick["conformance"], pick["accuracy"], pick["bench"], pick["claims"],
-                                      {"markdown": res.read_text()} if res else None)
-    for k in ("conformance", "accuracy", "bench", "claims", "resources"):
+                                      {"markdown": res.read_text()} if res else None, pick["sweep"])
+    for k in ("conformance", "accuracy", "bench", "claims", "resources", "sweep"):
         v = pick[k]
         shown = ", ".join(map(str, v)) if isinstance(v, list) else v
         print(f"  {k:12s} {shown or 'not run (no file found)'}")
@@ -154,4 +159,5 @@ def register(subparsers) -> None:
     p.add_argument("--bench", nargs="+", default=[], metavar="PATH", help="pytest-benchmark JSON files")
     p.add_argument("--claims", default=None, metavar="PATH", help="s4dconf claims --json output")
     p.add_argument("--resources", default=None, metavar="PATH", help="Markdown of the resource counts")
+    p.add_argument("--sweep", default=None, metavar="PATH", help="sweep.json of s4dconf sweep")
     p.set_defaults(func=cmd_report)

@@ -20,6 +20,8 @@ COMMANDS = {
     "conformance": ["s4dconf run --out reports/out", "s4dconf check --json reports/out/conformance.json",
                     "pytest --conformance-json reports/out/conformance.json"],
     "accuracy": ["s4dconf eval --out reports/out/accuracy"],
+    "sweep": ["s4dconf sweep training/models/smnist-float.npz --dataset smnist --grid weight_bits=4,6,8 "
+              "--out reports/out/sweep"],
     "benchmarks": ["tox -e bench  # writes reports/out/benchmark.json",
                    "pytest -m benchmark conformance/benchmarks --benchmark-json reports/out/benchmark.json"],
     "claims": ["s4dconf claims --json reports/out/claims.json"],

@@ -2,7 +2,8 @@
 
     backends, configs, model, quantize, golden   reference/, fixedpoint/, goldens/, backends/
     check, run                                   conformance/ (pytest), then reports/
-    data, train, eval                            training/
+    vectors                                      conformance/vectors.py (export, verify)
+    data, train, eval, paper-run                 training/
     claims, bench, report                        reports/
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections import Counter
 from pathlib import Path
@@ -21,9 +23,10 @@ from pathlib import Path
 import numpy as np
 
 import s4dconf
-from s4dconf.backends import REGISTRY, get_backend
+from s4dconf.backends import backend_sources, get_backend, resolve_backend
 from s4dconf.backends.torch_backends import choose_device
-from s4dconf.fixedpoint.formats import FxpFormat, save_fxp
+from s4dconf.fixedpoint.formats import (DEFAULT_PROFILE, FORMAT_PROFILES, RESCALE_MODES, ROUNDING_MODES,
+                                        SATURATION_MODES, format_from_profile, save_fxp)
 from s4dconf.fixedpoint.quantize import quantize
 from s4dconf.goldens import store as golden
 from s4dconf.reference.config import NAMED_CONFIGS, get_config
@@ -31,6 +34,7 @@ from s4dconf.reference.inputs import FAMILIES, make_input
 from s4dconf.reference.model import S4DModel
 from s4dconf.reference.modelfile import load_model, params_digest, save_model
 from s4dconf.reference.npzio import atomic_write, check_output_path, read_npz
+from s4dconf.reference.provenance import GRADES, grade_text
 from s4dconf.reference.validate import S4DInputError
 from s4dconf.reports.claims import committed_benchmark_files, default_benchmark_files, evaluate
 from s4dconf.reports.compare import register as register_bench
@@ -42,6 +46,12 @@ from s4dconf.training import datafiles
 from s4dconf.training import datasets as ds
 from s4dconf.training.accuracy import MODELS_DIR, accuracy_table, load_table, merge_tables, prepare_table, write_table
 from s4dconf.training.recipes import get_recipe, make_models
+from s4dconf.training.jpeg_check import jpeg_check, write_jpeg_check
+from s4dconf.training.distributed import EvalPool
+from s4dconf.training import sweep as sweeps
+from s4dconf.reports.sweep_report import sweep_plot
+from s4dconf.training.paper_run import PAPER_QAFT_BATCH, PAPER_RECIPES, TABLE_DIR, paper_run
+from s4dconf.conformance.vectors import NUMERIC_CLASSES, describe_difference, export_vectors, verify_vectors
 from s4dconf.check_output import (WIDTH, check_matrix, check_summary, conformance_dir, failing_checks, is_terminal,
                                   run_conformance, side_files)
 
@@ -126,11 +136,21 @@ def check_outputs(args) -> None:
     elif c == "train":
         _check_writable_folder(args.out_dir, f"{args.recipe}.log.json", what="output folder (--out-dir)")
     elif c == "eval":  # --merge may be the table written here: merging in place is how the Lava columns join
-        _check_writable_folder(args.out, "accuracy.json", what="output folder (--out)")
+        _check_writable_folder(args.out, "jpeg_check.json" if args.jpeg_check is not None else "accuracy.json",
+                               what="output folder (--out)")
+    elif c == "sweep":
+        _check_writable_folder(args.out, "sweep.json", args.model, what="output folder (--out)")
+    elif c == "paper-run":
+        _check_writable_folder(args.out_dir, "paper-run.log.json", what="output folder (--out-dir)")
+        _check_writable_folder(args.table, "accuracy.json", what="accuracy table folder (--table)")
     elif c == "claims" and args.json:
         _check_writable(args.json, args.accuracy, *(args.bench or ()), what="verdicts JSON (--json)")
     elif c == "bench" and getattr(args, "json", None):
         _check_writable(args.json, args.a, args.b, what="comparison JSON (--json)")
+    elif c == "vectors" and args.action == "export":
+        _check_writable_folder(args.dir, "index.json", what="vectors folder (DIR)")
+    elif c == "vectors" and args.json:
+        _check_writable(args.json, what="records JSON (--json)")
 
 
 def _write_json(path, data, what: str) -> None:
@@ -139,16 +159,36 @@ def _write_json(path, data, what: str) -> None:
 
 
 def cmd_backends(args) -> int:
-    rows = [("name", "available", "numeric class", "device", "version / reason")]
-    for name, cls in REGISTRY.items():
-        b = cls()
+    """Every registered backend (built in, then the entry points of group s4dconf.backends, refused ones with the
+    reason) and the ones --backend names (an import path module:Class), each with its origin (SPEC.md section 8);
+    below the table, where each backend from outside the repository comes from."""
+    named = [resolve_backend(spec) for spec in args.backend]  # a bad name or import path: exit 2 here
+    rows = [("name", "origin", "available", "numeric class", "device", "version / reason")]
+    listed = []
+    for src in backend_sources() + named:
+        if src in listed:
+            continue
+        listed.append(src)
+        try:
+            b = src.create()
+        except S4DInputError as e:
+            if src in named:
+                raise
+            rows.append((src.name, src.kind, "no", "-", "-", str(e).removeprefix(f"{src.where}: ")))
+            continue
         av = b.availability()
         if av.available:
             info = b.info()
-            rows.append((name, "yes", info.numeric_class, info.device, info.version))
+            rows.append((src.name, src.kind, "yes", info.numeric_class, info.device, info.version))
         else:
-            rows.append((name, "no", "-", "-", f"not available: {av.reason}"))
+            rows.append((src.name, src.kind, "no", "-", "-", f"not available: {av.reason}"))
     print(text_table(rows, width=WIDTH))
+    outside = [src for src in listed if src.kind != "built in"]
+    if outside:
+        print("\nfrom outside the repository:")
+    for src in outside:
+        print(textwrap.fill(f"{src.name}: {src.origin}, {src.target}", WIDTH, initial_indent="  ",
+                            subsequent_indent="    ", break_on_hyphens=False))
     return 0
 
 
@@ -180,8 +220,10 @@ def cmd_quantize(args) -> int:
             raise S4DInputError(f"calibration file {args.calib} has no array 'u' (N, L, d_input); it has "
                                 f"{sorted(arrays)}")
         calib, desc = arrays["u"], f"file {Path(args.calib).name}"
-    fmt = FxpFormat(msg_bits=args.msg_bits, state_bits=args.state_bits, weight_bits=args.weight_bits,
-                    coef_bits=args.coef_bits, frac_bits=args.frac_bits, rounding=args.rounding)
+    # the profile's format, with the fields given on the command line replaced (SPEC.md 14.9)
+    fmt = format_from_profile(args.profile, msg_bits=args.msg_bits, state_bits=args.state_bits,
+                              weight_bits=args.weight_bits, coef_bits=args.coef_bits, frac_bits=args.frac_bits,
+                              rounding=args.rounding, rescale=args.rescale, saturation=args.saturation)
     m = quantize(model, calib, fmt, headroom_bits=args.headroom_bits, calib_description=desc)
     save_fxp(m, args.out)
     print(f"wrote {args.out}: {fmt.to_json()}")
@@ -217,8 +259,8 @@ def cmd_golden(args) -> int:
 
 
 def cmd_check(args) -> int:
-    for name in args.backend:
-        get_backend(name)  # unknown names fail here with the list of known ones
+    # unknown names and bad import paths fail here (exit 2); module:Class is named module.Class in the records
+    names = [get_backend(spec).name for spec in args.backend]
     verbose = getattr(args, "verbose", False)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -244,7 +286,7 @@ def cmd_check(args) -> int:
         total = Counter(t["outcome"] for t in tests)
         print(f"s4dconf check: {total['passed']} passed, {total['failed'] + total['error']} failed, "
               f"{total['skipped']} skipped in {seconds:.0f} s")
-        print("\n".join(check_summary(tests, args.backend or data.get("backends", {}))))
+        print("\n".join(check_summary(tests, names or data.get("backends", {}))))
     print()
     print("conformance matrix (worst measured value per backend and case family, and the bound it must meet):")
     print(text_table(check_matrix(records), width=WIDTH))
@@ -335,8 +377,9 @@ def cmd_run(args) -> int:
 
 
 def cmd_data(args) -> int:
-    """`data list`: every dataset, found (sizes, source) or where it looked; `data show NAME`: one split's numbers."""
-    # the one-time decode of an image archive takes seconds: say so on stderr while this command runs
+    """`data list`: every dataset, found (sizes, source) or where it looked, from file headers, names and sizes only
+    (it reads, never decodes, caches or writes); `data show NAME`: one split's numbers, from a full read."""
+    # the one-time decode of an image archive (`data show`) takes seconds: say so on stderr while this command runs
     handler, level = logging.StreamHandler(sys.stderr), datafiles.log.level
     datafiles.log.addHandler(handler)
     datafiles.log.setLevel(logging.INFO)
@@ -348,9 +391,8 @@ def cmd_data(args) -> int:
                 sizes, notes, looked = {}, [], ()
                 for split in ds.SPLITS:
                     try:
-                        got = ds.load_dataset(name, split, args.data_dir)
-                        sizes[split] = len(got)
-                        notes.append(got.meta["source"] + (" (lossy: JPEG)" if got.meta["lossy"] else ""))
+                        sizes[split], meta = ds.survey_dataset(name, split, args.data_dir)
+                        notes.append(meta["source"] + (" (lossy: JPEG)" if meta["lossy"] else ""))
                     except ds.DatasetNotFound as e:
                         notes.append(f"{split} not found")
                         looked = e.looked_in
@@ -364,7 +406,8 @@ def cmd_data(args) -> int:
                 rows.append((name, f"{length} x {d_input}", sizes.get("train", "-"), sizes.get("test", "-"), where))
             print(text_table(rows, width=WIDTH))
             print(f"data directories searched: {', '.join(map(str, dirs))} (--data-dir, else ${ds.ENV_VAR}, "
-                  "else the defaults)")
+                  "else the defaults)\nsizes from file headers and names, nothing decoded or written "
+                  "(`s4dconf data show NAME` reads all)")
             return 2 if failed else 0
         got = ds.load_dataset(args.name, args.split, args.data_dir)
         means = got.x.reshape(-1, got.d_input).mean(axis=0) * got.scale
@@ -407,9 +450,13 @@ def cmd_eval(args) -> int:
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
         raise S4DInputError(f"data folder (--data-dir) {args.data_dir} does not exist or is not a folder; pass the "
                             "folder that holds mnist/ and cifar10/ (see `s4dconf data list`)")
+    if args.jpeg_check is not None:
+        return _eval_jpeg_check(args)
     # the table to merge into is read and checked before anything is measured
     base = load_table(args.merge, "accuracy table to merge into (--merge)") if args.merge else None
-    table = accuracy_table(args.dataset, Path(args.models), args.data_dir, args.limit, args.backend or None)
+    with _eval_pool(args) as pool:
+        table = accuracy_table(args.dataset, Path(args.models), args.data_dir, args.limit, args.backend or None,
+                               runner=pool.runner)
     if base is not None:
         table = merge_tables(base, table)
     j, m = write_table(table, args.out)
@@ -418,19 +465,124 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _eval_pool(args) -> EvalPool:
+    """Where eval and sweep run their shards (SPEC.md 18.7): --scheduler, else a LocalCluster (--workers), else one
+    process (--no-dask, or dask not installed); printed first."""
+    if args.scheduler and (args.no_dask or args.workers):
+        raise S4DInputError("--scheduler uses an existing Dask cluster: it takes neither --no-dask nor --workers "
+                            "(the cluster has its own workers)")
+    pool = EvalPool(args.scheduler, args.workers, use_dask=not args.no_dask)
+    print(f"evaluation: {pool.description}", flush=True)
+    return pool
+
+
+def cmd_sweep(args) -> int:
+    """Precision sweep (SPEC.md 18.8): PTQ at each format of the grid, accuracy with numpy-fxp on the test split ->
+    <out>/sweep.{json,md,png}."""
+    if args.qaft_at:
+        raise S4DInputError("--qaft-at (fine-tuning at named points) is not implemented yet; run the sweep without "
+                            "it, then `s4dconf train <recipe> --stage qaft` for a chosen format")
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        raise S4DInputError(f"data folder (--data-dir) {args.data_dir} does not exist or is not a folder")
+    grid, product = sweeps.read_grid_file(args.grid_file) if args.grid_file else ({}, False)
+    for field, values in sweeps.parse_grid_args(args.grid).items():
+        if field in grid:
+            raise S4DInputError(f"--grid {field} is also in the grid file {args.grid_file}; give it once")
+        grid[field] = values
+    out = Path(args.out)
+    inputs = sweeps.sweep_inputs(args.model, args.dataset, grid, args.recipe, args.data_dir)
+    with _eval_pool(args) as pool:
+        doc = sweeps.sweep(*inputs, pool, product=product or args.product, limit=args.limit,
+                           on_point=lambda d: sweeps.write_sweep(d, out))  # a long sweep's progress is on disk
+    j, m = sweeps.write_sweep(doc, out)
+    img = sweep_plot(doc, out, "sweep.png")
+    print(Path(m).read_text())
+    print(f"wrote {j}, {m} and {out / img.name} ({doc['seconds']} s)")
+    return 0
+
+
+def _eval_jpeg_check(args) -> int:
+    """`eval --jpeg-check [MODEL ...]`: sCIFAR models on the lossless and the JPEG copies of the same training images
+    (SPEC.md 18.6): <out>/jpeg_check.{json,md}."""
+    if args.merge or args.backend:
+        raise S4DInputError("--jpeg-check runs each model on its table column (float: reference, fixed point: "
+                            "numpy-fxp) and writes jpeg_check.json; it takes no --merge or --backend")
+    doc = jpeg_check(args.jpeg_check or ["scifar"], Path(args.models), args.data_dir, args.limit)
+    j, m = write_jpeg_check(doc, args.out)
+    print(Path(m).read_text())
+    print(f"wrote {j} and {m}")
+    return 0
+
+
+def cmd_paper_run(args) -> int:
+    """The paper-size recipes trained, quantised, fine-tuned and evaluated on a GPU; rows merged into the accuracy
+    table (SPEC.md 18.5)."""
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        raise S4DInputError(f"data folder (--data-dir) {args.data_dir} does not exist or is not a folder; pass the "
+                            "folder that holds mnist/ and cifar10/ (see `s4dconf data list`)")
+    log = paper_run(args.recipes, Path(args.out_dir), args.device, Path(args.table), args.max_steps, args.limit,
+                    args.batch_size, args.qaft_batch, args.data_dir, args.resume, train_progress=not args.quiet)
+    for name, rec in log["recipes"].items():
+        print(f"{name}: " + ", ".join(f"{k} {v} s" for k, v in rec["seconds"].items()) + f" on {log['device']}")
+    print(f"wrote {Path(args.out_dir) / 'paper-run.log.json'} and merged the rows into {Path(args.table)}")
+    return 0
+
+
 def cmd_claims(args) -> int:
     """Every claim of reports/claims.toml with its verdict, computed from measured JSON only (SPEC.md 21)."""
     files = args.bench or default_benchmark_files()
     verdicts = evaluate(files, args.accuracy)
-    rows = [("claim", "verdict", "note")]
+    rows = [("claim", "source grade", "verdict", "note")]
     for v in verdicts:
-        rows.append((v.id, v.verdict, (v.note or "")[:110]))
+        rows.append((v.id, grade_text(v.grade), v.verdict, (v.note or "")[:110]))
     print(text_table(rows, width=WIDTH))
+    versions = [(v.id, e) for v in verdicts for e in v.also_quoted]
+    if versions:
+        print("\nfigures that another source quotes differently (the verdict above tests the claim's own figure):")
+        for cid, e in versions:
+            print(textwrap.fill(f"{cid}: {e['quoted']} ({grade_text(e['grade'])}: {e['source']})", WIDTH,
+                                initial_indent="  ", subsequent_indent="    "))
+    print("\nsource grades (SPEC.md 21.1), strongest first:")
+    for g, d in GRADES.items():
+        print(textwrap.fill(f"{g}: {d}", WIDTH, initial_indent="  ", subsequent_indent="    "))
     print(f"\nfrom {len(files)} benchmark file(s): {', '.join(Path(f).name for f in files) or 'none'}")
     if args.json:
         _write_json(args.json, [dataclasses.asdict(v) for v in verdicts], "verdicts JSON (--json)")
         print(f"wrote {args.json}")
     return 0
+
+
+def cmd_vectors(args) -> int:
+    """`vectors export`: the golden cases as raw binary files with index.json, for testbenches in other languages;
+    `vectors verify`: an outside implementation's outputs judged as `s4dconf check` judges a backend (SPEC.md 10.1)."""
+    if args.action == "export":
+        index = export_vectors(args.dir, args.numeric_class, args.config, args.case)
+        c_note = "; cases.txt is the manifest the C99 implementation reads (conformance/c/s4d_fxp.c)"
+        print(f"wrote {len(index['cases'])} {args.numeric_class} cases ({len(index['models'])} models) to {args.dir}: "
+              "index.json describes every file" + (c_note if args.numeric_class == "fixed-point" else ""))
+        return 0
+    verdict = verify_vectors(args.dir, args.outputs, name=args.name, require_all=args.require_all)
+    records = verdict.records
+    print(f"vectors verify: {verdict.cases} {verdict.numeric_class} cases of {args.dir}, outputs in {args.outputs}")
+    print(text_table(check_matrix(records), width=WIDTH))
+    fails = failing_checks(records)
+    if fails:
+        print("\nfailed checks:\n" + "\n".join(fails))
+    where = [describe_difference(r) for r in verdict.failed if "first_difference" in r]
+    if where:
+        print("\nwhere the integers first differ (earliest stage of each case first):")
+        print("\n".join(textwrap.fill(w, WIDTH, initial_indent="  ", subsequent_indent="    ") for w in where[:20]))
+    if verdict.not_provided:
+        print(f"\nnot provided, so not checked (optional; --require-all requires them): {len(verdict.not_provided)} "
+              f"outputs, e.g. {', '.join(verdict.not_provided[:3])}")
+    print(f"{len(records)} measured checks, {len(verdict.failed)} failed")
+    if args.json:
+        _write_json(args.json, {"spec_version": s4dconf.SPEC_VERSION, "s4dconf": s4dconf.__version__,
+                                "vectors": str(args.dir), "outputs": str(args.outputs),
+                                "numeric_class": verdict.numeric_class, "not_provided": verdict.not_provided,
+                                "records": records}, "records JSON (--json)")
+        print(f"wrote {args.json}")
+    return 1 if verdict.failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -439,11 +591,13 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"s4dconf {s4dconf.__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("backends", help="list backends: name, availability with reason, version").set_defaults(
-        func=cmd_backends)
+    b = sub.add_parser("backends", help="list backends: name, origin, availability with reason, version")
+    b.add_argument("--backend", action="append", default=[], metavar="NAME",
+                   help="list this one too: an import path module:Class (or a registered name); repeatable")
+    b.set_defaults(func=cmd_backends)
     sub.add_parser("configs", help="list the named model configs").set_defaults(func=cmd_configs)
     for add in (_add_model_commands, _add_check_commands, _add_data_commands, _add_eval_commands,
-                register_bench, register_report):
+                _add_vectors_commands, register_bench, register_report):
         add(sub)
     return p
 
@@ -460,12 +614,16 @@ def _add_model_commands(sub) -> None:
     q.add_argument("--calib", default="default",
                    help="'default' (SPEC.md 15.2), an input family name, or an .npz with array u (N, L, d_input)")
     q.add_argument("--out", required=True, help="fixed-point model file to write")
-    q.add_argument("--frac-bits", type=int, default=12)
-    q.add_argument("--coef-bits", type=int, default=16)
-    q.add_argument("--msg-bits", type=int, default=24)
-    q.add_argument("--state-bits", type=int, default=24)
-    q.add_argument("--weight-bits", type=int, default=8)
-    q.add_argument("--rounding", default="floor", choices=["floor", "half_up"])
+    q.add_argument("--profile", default=DEFAULT_PROFILE, choices=list(FORMAT_PROFILES),
+                   help="named format (SPEC.md 14.9); the options below replace single fields of it")
+    q.add_argument("--frac-bits", type=int, default=None)
+    q.add_argument("--coef-bits", type=int, default=None)
+    q.add_argument("--msg-bits", type=int, default=None)
+    q.add_argument("--state-bits", type=int, default=None)
+    q.add_argument("--weight-bits", type=int, default=None)
+    q.add_argument("--rounding", default=None, choices=list(ROUNDING_MODES))
+    q.add_argument("--rescale", default=None, choices=list(RESCALE_MODES))
+    q.add_argument("--saturation", default=None, choices=list(SATURATION_MODES))
     q.add_argument("--headroom-bits", type=NON_NEGATIVE_INT, default=1)
     q.set_defaults(func=cmd_quantize)
     g = sub.add_parser("golden", help="generate or verify the golden outputs")
@@ -478,7 +636,9 @@ def _add_model_commands(sub) -> None:
 def _add_check_commands(sub) -> None:
     """`check` and `run`: conformance and the main job."""
     c = sub.add_parser("check", help="run the conformance suite for backends; print the pass/fail matrix")
-    c.add_argument("--backend", action="append", default=[], help="repeatable; default: every registered backend")
+    c.add_argument("--backend", action="append", default=[],
+                   help="a registered name or an import path module:Class; repeatable; default: every registered "
+                        "backend")
     c.add_argument("--json", default=None, help="write one record per case, metric and probe to this file")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     c.add_argument("-v", "--verbose", action="store_true", help="after the summary, pytest's per-test lines")
@@ -531,13 +691,82 @@ def _add_eval_commands(sub) -> None:
     e.add_argument("--data-dir", default=None)
     e.add_argument("--merge", default=None, metavar="ACCURACY_JSON",
                    help="put the measured cells into this existing table (e.g. the Lava columns, from the Lava env)")
+    _add_dask_flags(e)
+    sw = sub.add_parser("sweep", help="precision sweep: PTQ at each format of a grid, accuracy with numpy-fxp, table "
+                                      "and plot (SPEC.md 18.8)")
+    sw.add_argument("model", help="float64 model file (.npz), e.g. training/models/smnist-float.npz")
+    sw.add_argument("--dataset", required=True, help="the dataset whose test split is measured, e.g. smnist")
+    sw.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2,...",
+                    help="values of one FxpFormat field, repeatable: weight_bits, frac_bits, coef_bits, msg_bits, "
+                         "state_bits, rounding, ...")
+    sw.add_argument("--grid-file", default=None, help="a TOML file: [grid] FIELD = [values], product = true|false")
+    sw.add_argument("--product", action="store_true", help="also every combination of the grid's values")
+    sw.add_argument("--recipe", default=None, help="whose PTQ calibration set to use (default: the dataset's recipe)")
+    sw.add_argument("--limit", type=POSITIVE_INT, default=None, help="first N test samples only (a subset)")
+    sw.add_argument("--qaft-at", nargs="+", default=None, metavar="POINT", help="fine-tune at these points "
+                    "(not implemented yet)")
+    sw.add_argument("--out", default="reports/out/sweep", help="output folder (default: reports/out/sweep)")
+    sw.add_argument("--data-dir", default=None)
+    _add_dask_flags(sw)
+    sw.set_defaults(func=cmd_sweep)
+    e.add_argument("--jpeg-check", nargs="*", default=None, metavar="MODEL",
+                   help="instead of the table: sCIFAR models <MODEL>-<kind>.npz (default scifar) on the lossless and "
+                        "the JPEG copies of the same 4,000 training images -> <out>/jpeg_check.{json,md}")
     e.set_defaults(func=cmd_eval)
+    pr = sub.add_parser("paper-run", help="train (float), quantise (PTQ), fine-tune (QAFT) and evaluate the paper-size "
+                        "recipes on a GPU; merge their rows into the accuracy table")
+    pr.add_argument("--device", default="cuda", help="cuda (default; refused without CUDA) | cpu (slow) | auto")
+    pr.add_argument("--recipes", nargs="+", default=list(PAPER_RECIPES), help=f"default: {' '.join(PAPER_RECIPES)}")
+    pr.add_argument("--out-dir", default=str(MODELS_DIR), help="model files, logs, paper-run.log.json "
+                    "(default: training/models)")
+    pr.add_argument("--table", default=str(TABLE_DIR), help="the accuracy table folder to merge into "
+                    "(default: reports/accuracy)")
+    pr.add_argument("--max-steps", type=POSITIVE_INT, default=None, help="optimiser steps per stage (a short run)")
+    pr.add_argument("--limit", type=POSITIVE_INT, default=None, help="first N test samples in the table (a subset)")
+    pr.add_argument("--batch-size", type=POSITIVE_INT, default=None, help="float training batch (default: recipe's)")
+    pr.add_argument("--qaft-batch", type=POSITIVE_INT, default=PAPER_QAFT_BATCH,
+                    help=f"QAFT batch (default {PAPER_QAFT_BATCH}: its memory grows with batch x sequence length)")
+    pr.add_argument("--resume", action="store_true", help="continue each float stage from its checkpoint")
+    pr.add_argument("--data-dir", default=None)
+    pr.add_argument("-q", "--quiet", action="store_true")
+    pr.set_defaults(func=cmd_paper_run)
     cl = sub.add_parser("claims", help="the paper's claims (reports/claims.toml), each with a verdict from measurements")
     cl.add_argument("--bench", nargs="*", default=None,
                     help="pytest-benchmark JSON files (default: reports/benchmarks/*.json and reports/out/benchmark*.json)")
     cl.add_argument("--accuracy", default=None, help="accuracy.json (default: reports/out/accuracy, else reports/accuracy)")
     cl.add_argument("--json", default=None, help="write the verdicts as JSON here")
     cl.set_defaults(func=cmd_claims)
+
+
+def _add_dask_flags(p) -> None:
+    """Where eval and sweep evaluate (SPEC.md 18.7)."""
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="an existing Dask scheduler (`dask scheduler`, `dask worker`); default: a LocalCluster here")
+    p.add_argument("--workers", type=POSITIVE_INT, default=None,
+                   help="worker processes of the LocalCluster (default: this machine's cores)")
+    p.add_argument("--no-dask", action="store_true", help="evaluate in this process only")
+
+
+def _add_vectors_commands(sub) -> None:
+    """`vectors export` and `vectors verify`: test vectors for implementations outside Python (SPEC.md 10.1)."""
+    v = sub.add_parser("vectors", help="export the golden cases as binary test vectors, or verify an outside "
+                       "implementation's outputs against them")
+    vsub = v.add_subparsers(dest="action", required=True)
+    ex = vsub.add_parser("export", help="write the cases as raw little-endian .bin files with index.json")
+    ex.add_argument("dir", help="a new or empty folder")
+    ex.add_argument("--numeric-class", default="fixed-point", choices=NUMERIC_CLASSES,
+                    help="float64: the float goldens (SPEC.md 10); fixed-point: the integer goldens (14.7), "
+                         "with cases.txt for the C99 implementation (default)")
+    ex.add_argument("--config", nargs="+", default=[], help="only these named configs")
+    ex.add_argument("--case", action="append", default=[], help="only this case id, e.g. tiny/noise (repeatable)")
+    ve = vsub.add_parser("verify", help="judge the outputs an outside implementation wrote (OUT/<case id>/<name>.bin)")
+    ve.add_argument("dir", help="the folder `vectors export` wrote")
+    ve.add_argument("--outputs", required=True, help="the implementation's output folder")
+    ve.add_argument("--name", default="outside", help="the implementation's name in the records (default: outside)")
+    ve.add_argument("--require-all", action="store_true",
+                    help="every expected file must be provided (default: logits and step_logits)")
+    ve.add_argument("--json", default=None, help="write the records (the format of `s4dconf check --json`) here")
+    v.set_defaults(func=cmd_vectors)
 
 def main(argv=None) -> int:
     """The exit code: 0 all passed, 1 a check failed, 2 bad input. Only bad input (S4DInputError, or argparse's

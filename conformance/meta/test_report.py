@@ -142,9 +142,18 @@ def claims_data() -> list:
 
 
 RESOURCES = {"markdown": "# Resources\n\n| op | count |\n|---|---|\n| MAC per token | 4242 |\n"}
+# a precision sweep (s4dconf sweep): the paper's format and one point per dimension, accuracies made up for layout
+SWEEP = {"schema": "s4dconf-sweep/1", "model_file": "m-float.npz", "dataset": "smnist", "split": "test", "n": 100,
+         "n_split": 10000, "backend": "numpy-fxp", "float_backend": "reference", "calibration": "test",
+         "within_points": 1.0, "mode": "one at a time", "grid": {"weight_bits": [4]}, "evaluation": "one process",
+         "base_format": {"weight_bits": 8}, "float_accuracy": 0.98, "seconds": 1.0, "complete": True,
+         "points": [{"label": "paper format", "varied": [], "format": {"weight_bits": 8}, "accuracy": 0.97},
+                    {"label": "weight_bits=4", "varied": ["weight_bits"], "format": {"weight_bits": 4},
+                     "accuracy": 0.5}],
+         "smallest_within": {"weight_bits": {"smallest": 8, "accuracy": 0.97}}}
 EXPECTED_PNGS = {"errors-relative.png", "errors-snr.png", "bench-latency-benchmark.png",
                  "bench-throughput-benchmark.png", "bench-latency-benchmark-here.png",
-                 "bench-throughput-benchmark-here.png"}
+                 "bench-throughput-benchmark-here.png", "sweep.png"}
 
 
 def write_inputs(d: Path) -> dict:
@@ -164,7 +173,8 @@ def write_inputs(d: Path) -> dict:
 def report(tmp_path_factory):
     d = tmp_path_factory.mktemp("report")
     f = write_inputs(d / "in")
-    html_path, md_path = build_report(d / "out", f["conformance"], f["accuracy"], f["bench"], f["claims"], RESOURCES)
+    html_path, md_path = build_report(d / "out", f["conformance"], f["accuracy"], f["bench"], f["claims"], RESOURCES,
+                                      SWEEP)
     return html_path, md_path
 
 
@@ -410,12 +420,12 @@ def test_missing_file_is_not_run_and_bad_file_raises(tmp_path):
 
 def test_parsed_inputs_give_the_same_page(tmp_path):
     page = build_report(tmp_path, conformance_data(), accuracy_data(), [benchmark_data(), benchmark_data(here=True)],
-                        claims_data(), RESOURCES)[0].read_text()
+                        claims_data(), RESOURCES, SWEEP)[0].read_text()
     assert "not run" not in page and "from batch 64" in page and "(in memory, run 1)" in page
     assert {p.name for p in (tmp_path / "img").glob("*.png")} == {
         "errors-relative.png", "errors-snr.png", "bench-latency-in-memory-run-1.png",
         "bench-throughput-in-memory-run-1.png", "bench-latency-in-memory-run-2.png",
-        "bench-throughput-in-memory-run-2.png"}
+        "bench-throughput-in-memory-run-2.png", "sweep.png"}
 
 
 def test_markdown_to_html_escapes_and_converts():
@@ -430,6 +440,8 @@ def test_markdown_to_html_escapes_and_converts():
 def test_cli_finds_default_inputs(tmp_path, capsys):
     write_inputs(tmp_path)
     (tmp_path / "resources.md").write_text(RESOURCES["markdown"])
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "sweep.json").write_text(json.dumps(SWEEP))
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["report", "--out", str(tmp_path)])

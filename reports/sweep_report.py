@@ -1,0 +1,67 @@
+"""The precision sweep (`s4dconf sweep`, SPEC.md 18.8) in the report and as a PNG: accuracy against each swept
+format field, one panel per field, with the float accuracy, the WITHIN_POINTS band below it and the paper's format
+marked. Only measured points are drawn."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from s4dconf.training.sweep import check_sweep, sweep_markdown
+
+from .page import MarkdownFragment, Paragraph, ReportImage, ReportSection
+from .plots import _panels, _save
+from .report_inputs import LoadedInput, not_run
+
+
+def _line(doc: dict, field: str) -> list[tuple]:
+    """(value, accuracy %) of a dimension's line: the paper's format and the points varying `field` alone."""
+    pts = [(p["format"][field], 100 * p["accuracy"]) for p in doc["points"] if p["varied"] in ([], [field])]
+    return sorted(pts, key=lambda v: (isinstance(v[0], str), v[0]))
+
+
+def sweep_plot(doc: dict, img_dir, name: str = "sweep.png") -> ReportImage:
+    """One panel per grid field: accuracy (%) against the field's value (numbers on a numeric axis, names as
+    categories); a horizontal line at the float accuracy, a shaded band WITHIN_POINTS below it, the paper's value
+    starred."""
+    doc = check_sweep(doc, "sweep")
+    fields = list(doc["grid"])
+    fa = 100 * doc["float_accuracy"]
+    fig, axes = _panels(len(fields), 11, 3.4)
+    for ax, field in zip(axes, fields):
+        line = _line(doc, field)
+        xs = [v for v, _ in line]
+        pos = list(range(len(xs))) if any(isinstance(v, str) for v in xs) else xs
+        ax.plot(pos, [a for _, a in line], "o-", color="tab:blue", label="numpy-fxp, PTQ")
+        paper = doc["base_format"][field]
+        if paper in xs:  # a sweep still running may not have it yet
+            i = xs.index(paper)
+            ax.plot([pos[i]], [line[i][1]], "*", ms=14, color="tab:orange", label=f"paper's format ({field}={paper})")
+        ax.axhline(fa, color="tab:green", lw=1.2, label=f"float ({fa:.2f} %)")
+        ax.axhspan(fa - doc["within_points"], fa, color="tab:green", alpha=0.1,
+                   label=f"within {doc['within_points']:g} point of float")
+        if pos is not xs:
+            ax.set_xticks(pos, [str(v) for v in xs])
+        ax.set_xlabel(field)
+        ax.set_ylabel("accuracy (%)")
+        lo = min((a for _, a in line), default=fa)
+        ax.set_ylim(max(0.0, min(lo, fa - 2 * doc["within_points"]) - 1), min(100.0, fa + 1))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"Precision sweep: {doc['dataset']} ({doc['n']} test samples), one format field at a time",
+                 fontsize=10)
+    img_dir = Path(img_dir)
+    img_dir.mkdir(parents=True, exist_ok=True)
+    saved = _save(fig, img_dir, name)
+    return ReportImage(saved, f"Line charts, one per format field ({', '.join(fields)}): measured accuracy of the "
+                              f"PTQ model with numpy-fxp against the field's value, the other fields at the paper's "
+                              f"format; a star marks the paper's value, a horizontal line the float accuracy, a "
+                              f"shaded band the {doc['within_points']:g} point below it",
+                       f"Accuracy against bits per dimension (measured), {doc['dataset']}, {doc['n']} samples.")
+
+
+def sweep_section(sweep: LoadedInput, img_dir) -> ReportSection:
+    """The sweep's table and plot; "not run" with the command when there is no sweep.json."""
+    if sweep.data is None:
+        return ReportSection("sweep", not_run("sweep", "no precision sweep (sweep.json)", sweep.missing))
+    doc = check_sweep(sweep.data, f"sweep file {sweep.path}")
+    return ReportSection("sweep", [Paragraph(f"From `{Path(sweep.path).name}` (`s4dconf sweep`)."),
+                                   MarkdownFragment(sweep_markdown(doc)), sweep_plot(doc, img_dir)])
