@@ -37,6 +37,7 @@ from s4dconf.reference.npzio import atomic_write, check_output_path, read_npz
 from s4dconf.reference.provenance import GRADES, grade_text
 from s4dconf.reference.validate import S4DInputError
 from s4dconf.reports.claims import committed_benchmark_files, default_benchmark_files, evaluate
+from s4dconf.reports.compare import load_run
 from s4dconf.reports.compare import register as register_bench
 from s4dconf.reports.report import build_report
 from s4dconf.reports.report import register as register_report
@@ -305,6 +306,22 @@ def cmd_check(args) -> int:
     return rc if rc else (1 if n_fail else 0)
 
 
+def benchmark_summary(path) -> str:
+    """A benchmark run in 100 columns: per benchmark its scenario, backend:path, config, batch, the median and p99
+    latency per token (streaming) or per call (offline), and whether its audit passed (SPEC.md 20)."""
+    rows = [("scenario", "backend:path", "config", "L", "batch", "p50", "p99", "unit", "audit")]
+    for b in load_run(path).benchmarks.values():
+        x = b.extra_info
+        lat = x.get("latency_s") if isinstance(x.get("latency_s"), dict) else {}
+        unit, scale = ("us/token", 1e6) if x.get("mode") == "stream" else ("ms/call", 1e3)
+        fig = lambda k: f"{lat[k] * scale:.4g}" if isinstance(lat.get(k), (int, float)) else "-"  # noqa: E731
+        audit = x.get("audit") if isinstance(x.get("audit"), dict) else {}
+        rows.append((x.get("scenario", "-"), f"{x.get('backend')}:{x.get('path')}", x.get("config"), x.get("L"),
+                     x.get("batch", "-"), fig("p50"), fig("p99"), unit, "passed" if audit.get("passed") else "none"))
+    return (text_table(rows, width=WIDTH) + f"\n{len(rows) - 1} benchmarks in {Path(path).name} (`s4dconf run -v`: "
+            "pytest-benchmark's own tables)")
+
+
 def cmd_run(args) -> int:
     """The main job on the embedded default: goldens, conformance of every available backend, the accuracy table of
     the shipped models, the benchmark smoke set, the resource counts, the claims and the report."""
@@ -338,10 +355,21 @@ def cmd_run(args) -> int:
     step(1, command("check", "--json", out / "conformance.json", "--quiet"))
     step(2, command("eval", "--dataset", *args.dataset, "--models", models, "--out", out / "accuracy"))
     bench_json = out / "benchmark-smoke.json"
-    step(3, lambda: subprocess.call([sys.executable, "-m", "pytest", "-q", "-m", "benchmark",
-                                     str(conformance_dir() / "benchmarks" / "test_bench_modes.py"),
-                                     "--bench-set", "smoke", "--benchmark-json", str(bench_json), "-p",
-                                     "no:cacheprovider"]))
+
+    def bench_smoke():  # pytest-benchmark's own tables are 230 columns wide: shown with -v, else a summary
+        argv = [sys.executable, "-m", "pytest", "-q", "-m", "benchmark",
+                str(conformance_dir() / "benchmarks" / "test_bench_modes.py"), "--bench-set", "smoke",
+                "--benchmark-json", str(bench_json), "-p", "no:cacheprovider"]
+        if args.verbose:
+            return subprocess.call(argv)
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        if proc.returncode:
+            print((proc.stdout + proc.stderr)[-6000:])
+            return proc.returncode
+        print(benchmark_summary(bench_json))
+        return 0
+
+    step(3, bench_smoke)
 
     def resources():
         write_resources(out, models, args.dataset)
@@ -646,6 +674,7 @@ def _add_check_commands(sub) -> None:
     c.set_defaults(func=cmd_check)
     r = sub.add_parser("run", help="the main job: goldens, conformance, accuracy, benchmark smoke set, claims, report")
     r.add_argument("--out", default="reports/out", help="output directory (default: reports/out)")
+    r.add_argument("-v", "--verbose", action="store_true", help="show pytest's own output of the benchmark step")
     r.add_argument("--dataset", nargs="+", default=["sdigits"],
                    help="datasets of the accuracy table (default: sdigits, the embedded one; add smnist with MNIST)")
     r.add_argument("--models", default=None, help="folder of the model files (default: the shipped models)")

@@ -111,3 +111,21 @@ def test_eval_bar_only_on_a_terminal(monkeypatch):
     bar.refresh()  # tqdm redraws at most every 0.1 s on its own
     bar.close()
     assert "50/100" in tty.getvalue()
+
+
+def test_run_prints_the_benchmark_step_as_a_100_column_summary_with_the_audit():
+    """`s4dconf run`'s benchmark step: one row per benchmark of the run, percentiles and audit, in 100 columns
+    (pytest-benchmark's own tables, 230 columns wide, only with -v)."""
+    import json
+
+    from s4dconf.cli import benchmark_summary
+    from s4dconf.reports.claims import committed_benchmark_files
+
+    path = next(p for p in committed_benchmark_files() if "lava" not in p.name)
+    n = len(json.loads(path.read_text())["benchmarks"])
+    text = benchmark_summary(path)
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= 100
+    assert len(lines) == 2 + n + 1 and lines[-1].startswith(f"{n} benchmarks in ")
+    audited = sum("audit" in b.get("extra_info", {}) for b in json.loads(path.read_text())["benchmarks"])
+    assert sum(line.rstrip().endswith("passed") for line in lines[2:-1]) == audited
