@@ -74,6 +74,9 @@ class BackendRun:
     step_logits: np.ndarray  # (N, L', n_classes)
     layer_y: list[np.ndarray] | None = None  # per layer (N, L', H), when info().exposes_layers
     saturations: dict | None = None  # fixed-point backends: events per layer
+    # optional, batched simulators (lava-fxp): per saturation name the counts of each stream, int (N,), summing to
+    # saturations[name]; None where a backend counts only totals
+    stream_saturations: dict | None = None
 
 
 def check_session_batch(batch) -> int:

@@ -1,15 +1,16 @@
 """Backend `lava-float`: the model as a Lava process graph with lava-nc's own floating-point S4d neurons
 (SPEC.md section 16.1), run on the CPU simulator (Loihi2SimCfg, tag floating_pt).
 
-The graph is lava_graph's, for a batch of N sequences of L steps laid side by side (every weight kron(I_N, W)):
+The graph is lava_graph's, for a batch of N sequences of L steps folded into the processes' shapes (every
+connection kron(I_N, W), a lava-nc Sparse of that block-diagonal csr matrix; never dense):
 
-    RingBuffer(u) (N d, L) -> Dense(W_enc) (N H) -> [ Sparse(fan-out) (N H P) -> S4d (N H P) -> Sparse(fan-in)
-                  (N H) [probe y_i] -> Activation(ReLU) -> Dense(W_i) -> Activation(ReLU) ] x n_layers
-                  -> Dense(W_dec) (N C) -> RingBuffer sink (N C, L)
+    RingBuffer(u) (N d, L) -> Sparse(W_enc) (N H) -> [ Sparse(fan-out) (N H P) -> S4d (N H P) -> Sparse(fan-in)
+                  (N H) [probe y_i] -> Activation(ReLU) -> Sparse(W_i) -> Activation(ReLU) ] x n_layers
+                  -> Sparse(W_dec) (N C) -> sink (N C, L)
 
-Each Dense and Sparse sends the previous step's sum (+1 step); S4d, Activation and RingBuffers add none.
-Declared delays (lava_graph.lava_delays): layer i's S4D output (read after the fan-in) 3 + 3i, logits
-3 n_layers + 2.
+Probes and sink are lava-nc Extractors, read while the graph runs. Each Sparse sends the previous step's sum
+(+1 step); S4d, Activation, the source and the recorders add none. Declared delays (lava_graph.lava_delays):
+layer i's S4D output (read after the fan-in) 3 + 3i, logits 3 n_layers + 2.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from s4dconf.reference.validate import S4DInputError, as_input_sequence
 
 from .base import BackendRun
 from .lava_graph import (ACTIVATED, GraphParts, GraphWeights, LavaGraph, batch_neurons, build_graph, lava_nc_connection,
-                         run_graph, sim_run_cfg, time_major)
+                         run_graph, sim_run_cfg, streamed_recorder, time_major)
 from .lava_runtime import LavaSimBackend, run_isolated
 
 MSG_BITS_FLOAT = 24  # graded spikes: Dense/Sparse pass values (num_message_bits > 0), not binary spikes
@@ -46,7 +47,7 @@ def float_graph(model, u: np.ndarray) -> LavaGraph:
         return Activation(shape=(site.size,), relu=relu) if site.name in ACTIVATED else None
 
     parts = GraphParts(connection=lava_nc_connection(MSG_BITS_FLOAT), s4d=s4d, neuron=neuron,
-                       run_cfg=sim_run_cfg(FLOAT_TAG))
+                       run_cfg=sim_run_cfg(FLOAT_TAG), probe=streamed_recorder, sink=streamed_recorder)
     return build_graph(time_major(u), GraphWeights.of(model.params, cfg.n_layers, N, cfg.P), parts)
 
 

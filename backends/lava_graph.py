@@ -1,8 +1,11 @@
 """The Lava process graph of the S4D model: one builder for lava-float, lava-fxp and loihi2 (SPEC.md 16).
 
-A batch of N sequences is laid side by side: every weight is kron(I_N, W) of one sequence's W, so a population of
-k units per sequence has N k units, sequence n owning units n k .. n k + k - 1. With d inputs, H channels, P modes
-per channel, C classes, n layers and T time steps, the graph is
+A batch of N sequences (streams) is folded into the processes' shapes: a population of k units per sequence has
+N k units, sequence n owning units n k .. n k + k - 1, and every connection is block diagonal, kron(I_N, W) of one
+sequence's W, held as that one block (`BlockDiagonal`), never as a dense (N k_out, N k_in) matrix. The number of
+processes does not depend on N, so one simulated step serves N samples (Lava's cost per step is dominated by the
+number of processes and their messages, not by the neurons inside them). With d inputs, H channels, P modes per
+channel, C classes, n layers and T time steps, the graph is
 
     source (N d, T)                                                                         depth 0
       -> conn "encoder"  kron(I_N, W_enc)      (N H, N d)    +1
@@ -27,13 +30,15 @@ backend built here declares the same delays (`lava_delays`): layer i's S4D outpu
 
 What differs between the backends is passed in as `GraphParts` (the processes for each place, the run config):
 
-    lava-float  connections lava-nc Dense / Sparse (24-bit graded spikes); S4D neurons lava-nc S4d (float64);
-                neurons Activation at "relu" and "block"; probes RingBuffer; run config Loihi2SimCfg, floating_pt
-    lava-fxp    connections FxpConnection (int64); S4D neurons FxpS4dNeurons; neurons FxpNeuron at all four places
-                (they count saturations); probes IntSink (int64); run config Loihi2SimCfg, fixed_pt
-    loihi2      connections lava-nc Dense (weight_exp) / Sparse (msg_bits); S4D neurons lava-nc S4d (integer
-                a, b, c, s4_exp, inp_exp); no other neurons (the chip's neuron models rectify and saturate);
-                probes RingBuffer; run config Loihi2HwCfg
+    lava-float  connections lava-nc Sparse (24-bit graded spikes; each BlockDiagonal as csr); S4D neurons lava-nc
+                S4d (float64); neurons Activation at "relu" and "block"; probes and sink lava-nc Extractor
+                (streamed); run config Loihi2SimCfg, floating_pt
+    lava-fxp    connections FxpConnection (int64; the one block applied to every slice); S4D neurons FxpS4dNeurons;
+                neurons FxpNeuron at all four places (they count saturations per stream); probes and sink
+                Extractor (streamed); run config Loihi2SimCfg, fixed_pt
+    loihi2      connections lava-nc Dense (weight_exp) / Sparse (msg_bits) of dense kron(I_N, W) arrays; S4D
+                neurons lava-nc S4d (integer a, b, c, s4_exp, inp_exp); no other neurons (the chip's neuron models
+                rectify and saturate); probes RingBuffer; run config Loihi2HwCfg
 
 Nothing here imports Lava at module level: the parts and `run_graph` import it when they are called.
 """
@@ -55,19 +60,58 @@ def lava_delays(n_layers: int) -> Delays:
     return Delays(layers=tuple(3 + 3 * i for i in range(n_layers)), logits=3 * n_layers + 2)
 
 
-def batched(W: np.ndarray, N: int, sparse: bool = False):
-    """kron(I_N, W), of W's dtype: N copies of W on the diagonal; scipy CSR when sparse, else a dense array."""
+def batched(W: np.ndarray, N: int) -> np.ndarray:
+    """kron(I_N, W) as a dense array of W's dtype: the chip graph's parameters (loihi2.chip_parameters) only; the
+    simulator graphs hold a batch as a `BlockDiagonal`."""
     W = np.asarray(W)
-    if sparse:
-        from scipy import sparse as sp
-
-        return sp.kron(sp.identity(N, dtype=W.dtype), sp.csr_matrix(W), format="csr")
     return np.kron(np.eye(N, dtype=W.dtype), W)
 
 
-def fan_out(n: int, P: int, dtype=np.float64, sparse: bool = False):
-    """(n P, n) = kron(I_n, ones(P, 1)): channel h drives its P mode neurons h P .. h P + P - 1, weight 1."""
-    return batched(np.ones((P, 1), dtype=dtype), n, sparse)
+def fan_out(n: int, P: int, dtype=np.float64) -> np.ndarray:
+    """(n P, n) = kron(I_n, ones(P, 1)), dense: channel h drives its P mode neurons h P .. h P + P - 1, weight 1."""
+    return batched(np.ones((P, 1), dtype=dtype), n)
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockDiagonal:
+    """kron(I_n, block): n copies of one (r, c) block on the diagonal, a (n r, n c) matrix held as the block alone.
+
+    Applied to s (n c,): out[m r : m r + r] = block @ s[m c : m c + c], i.e. (s.reshape(n, c) @ block.T).ravel().
+    `tocsr()` gives the same matrix as scipy csr (n r c stored entries at most) for processes that take a sparse
+    matrix (lava-nc's Sparse); nothing here ever builds it dense."""
+
+    block: np.ndarray  # (r, c)
+    n: int
+
+    def __post_init__(self):
+        if np.ndim(self.block) != 2 or isinstance(self.n, bool) or not isinstance(self.n, (int, np.integer)) \
+                or self.n < 1:
+            raise ValueError(f"BlockDiagonal needs a 2-d block and n >= 1 copies, got shape {np.shape(self.block)} "
+                             f"and n = {self.n!r}")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        r, c = self.block.shape
+        return self.n * r, self.n * c
+
+    @property
+    def dtype(self):
+        return self.block.dtype
+
+    @property
+    def T(self) -> "BlockDiagonal":
+        return BlockDiagonal(np.ascontiguousarray(self.block.T), self.n)
+
+    @property
+    def nnz(self) -> int:
+        """Stored entries of its csr form: n times the block's non-zeros."""
+        return self.n * int(np.count_nonzero(self.block))
+
+    def tocsr(self):
+        """The matrix as scipy.sparse csr, of the block's dtype."""
+        from scipy import sparse as sp
+
+        return sp.kron(sp.identity(self.n, dtype=self.dtype, format="csr"), sp.csr_matrix(self.block), format="csr")
 
 
 def batch_neurons(x: np.ndarray, N: int) -> np.ndarray:
@@ -112,7 +156,8 @@ class Site:
 
 @dataclasses.dataclass(frozen=True)
 class GraphWeights:
-    """The batched weights of the graph's connections (the fan-in is fan_out.T)."""
+    """The batched weights of the graph's connections (the fan-in is fan_out.T): `BlockDiagonal`s of one sequence's
+    weights for the simulator graphs, dense kron(I_N, W) arrays for the chip graph (loihi2)."""
 
     batch: int  # N
     encoder: Any  # (N H, N d)
@@ -121,13 +166,15 @@ class GraphWeights:
     decoder: Any  # (N C, N H)
 
     @classmethod
-    def of(cls, arrays: dict, n_layers: int, N: int, P: int, sparse: bool = False) -> "GraphWeights":
+    def of(cls, arrays: dict, n_layers: int, N: int, P: int) -> "GraphWeights":
         """From one sequence's weights arrays["encoder.W"], arrays["layer<i>.W"], arrays["decoder.W"] (a float
-        model's params or a fixed-point model's integer arrays); the fan-out has the encoder's dtype."""
+        model's params or a fixed-point model's integer arrays), each the block of a BlockDiagonal of N blocks; the
+        fan-out, kron(I_NH, ones(P, 1)), has the encoder's dtype."""
         enc = np.asarray(arrays["encoder.W"])
-        return cls(batch=N, encoder=batched(enc, N, sparse), fan_out=fan_out(N * enc.shape[0], P, enc.dtype, sparse),
-                   mixers=tuple(batched(arrays[f"layer{i}.W"], N, sparse) for i in range(n_layers)),
-                   decoder=batched(arrays["decoder.W"], N, sparse))
+        return cls(batch=N, encoder=BlockDiagonal(enc, N),
+                   fan_out=BlockDiagonal(np.ones((P, 1), dtype=enc.dtype), N * enc.shape[0]),
+                   mixers=tuple(BlockDiagonal(np.asarray(arrays[f"layer{i}.W"]), N) for i in range(n_layers)),
+                   decoder=BlockDiagonal(np.asarray(arrays["decoder.W"]), N))
 
 
 def ring_buffer_source(data: np.ndarray):
@@ -138,10 +185,24 @@ def ring_buffer_source(data: np.ndarray):
 
 
 def ring_buffer_sink(size: int, steps: int):
-    """lava-nc's RingBuffer sink: records a_in (size,) of every step in `data` (size, steps)."""
+    """lava-nc's RingBuffer sink: records a_in (size,) of every step in `data` (size, steps), read after the run.
+    Lava 0.10 reads a Var back one element per message (Var.get), so reading it costs ~size x steps messages: fine
+    for a short unbatched run, the dominant cost of a batched one (see streamed_recorder)."""
     from lava.proc.io.sink import RingBuffer
 
     return RingBuffer(shape=(size,), buffer=steps)
+
+
+RECORDER_BUFFER = 32  # steps an Extractor's channel holds before the graph waits for the host to read
+
+
+def streamed_recorder(size: int, steps: int):
+    """lava-nc's Extractor: sends a_in (size,) of every step to the host through a channel as one float64 vector,
+    read by run_graph while the graph runs (the simulators' probes and sink; exact for the integers of lava-fxp,
+    all below 2^53 in magnitude)."""
+    from lava.proc.io.extractor import Extractor
+
+    return Extractor(shape=(size,), buffer_size=max(1, min(steps, RECORDER_BUFFER)))
 
 
 def no_neuron(site: Site) -> None:
@@ -150,15 +211,17 @@ def no_neuron(site: Site) -> None:
 
 
 def lava_nc_connection(msg_bits: int, weight_exp: Callable[[Site], int] | None = None):
-    """The connection part with lava-nc's processes: Sparse for the fan-out and fan-in, Dense (dense weights)
-    elsewhere, all sending graded spikes of msg_bits bits; weight_exp(site), when given, is each Dense's weight
-    exponent (the chip scales its weights by 2^weight_exp), else Dense gets none."""
+    """The connection part with lava-nc's processes, all sending graded spikes of msg_bits bits: Sparse for a
+    `BlockDiagonal` (as csr) and for the fan-out and fan-in, Dense for the chip graph's dense weights elsewhere;
+    weight_exp(site), when given, is each Dense's weight exponent (the chip scales its weights by 2^weight_exp)."""
 
     def connection(site: Site, W):
         from lava.proc.dense.process import Dense
         from lava.proc.sparse.process import Sparse
         from scipy.sparse import csr_matrix
 
+        if isinstance(W, BlockDiagonal):
+            return Sparse(weights=W.tocsr(), num_message_bits=msg_bits)
         if site.name in FANS:
             return Sparse(weights=csr_matrix(W), num_message_bits=msg_bits)
         exp = {} if weight_exp is None else {"weight_exp": weight_exp(site)}
@@ -167,13 +230,20 @@ def lava_nc_connection(msg_bits: int, weight_exp: Callable[[Site], int] | None =
     return connection
 
 
+def recorder_port(recorder):
+    """The InPort of a probe or sink: `a_in` (RingBuffer), `in_port` (Extractor)."""
+    return getattr(recorder, "a_in", None) or recorder.in_port
+
+
 def sim_run_cfg(tag: str) -> Callable[[], Any]:
-    """The run config of the CPU simulator: Loihi2SimCfg selecting the ProcessModels tagged `tag`."""
+    """The run config of the CPU simulator: Loihi2SimCfg selecting the ProcessModels tagged `tag`, and for lava-nc's
+    Extractor (whose models carry no tag) its synchronous model."""
 
     def run_cfg():
         from lava.magma.core.run_configs import Loihi2SimCfg
+        from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
 
-        return Loihi2SimCfg(select_tag=tag)
+        return Loihi2SimCfg(select_tag=tag, exception_proc_model_map={Extractor: PyLoihiExtractorModel})
 
     return run_cfg
 
@@ -181,13 +251,15 @@ def sim_run_cfg(tag: str) -> Callable[[], Any]:
 @dataclasses.dataclass(frozen=True)
 class GraphParts:
     """What a backend puts into the graph. Connections have ports s_in, a_out; neurons a_in, s_out; the source
-    s_out; probes and the sink a_in and a Var `data` (size, T).
+    s_out; probes and the sink an InPort (`recorder_port`) and either a Var `data` (size, T) or `receive()`.
 
     connection(site, W): the process of W (its size is W's rows), sending one step late;
     s4d(site): the S4D mode neurons of layer site.layer, (N H P,) in the fan-out's order;
     run_cfg(): the Lava run config;
     neuron(site): a zero-delay neuron population (site.size,) at "encoder", "relu", "block", "decoder", or None;
-    source(data): the input (N d, T); probe(size, T): the recorder of y_i; sink(size, T): the logits' recorder."""
+    source(data): the input (N d, T); probe(size, T): the recorder of y_i; sink(size, T): the logits' recorder.
+    A recorder with a `receive()` (streamed_recorder) is read step by step while the graph runs; one with a Var
+    `data` (ring_buffer_sink, the default) after it."""
 
     connection: Callable[[Site, Any], Any]
     s4d: Callable[[Site], Any]
@@ -235,7 +307,7 @@ class _OpenEnd:
 
     def record(self, recorder) -> int:
         """Connects a recorder (probe or sink) here; returns the depth it records."""
-        self.port.connect(recorder.a_in)
+        self.port.connect(recorder_port(recorder))
         return self.depth
 
     def _through(self, in_port, out_port) -> None:
@@ -271,16 +343,34 @@ def build_graph(data: np.ndarray, weights: GraphWeights, parts: GraphParts) -> L
 def run_graph(graph: LavaGraph, read: Callable[[], Any] | None = None):
     """Runs the graph for its steps, reads its records and stops its runtime, also when the run fails.
 
-    Returns (logits (N, T, C), [y_i (N, T, H)], read()) as the Vars give them (float64 arrays), where read reads
-    further Vars (saturation counts) before the runtime stops; None without it."""
+    Returns (logits (N, T, C), [y_i (N, T, H)], read()) as the recorders give them (float64 arrays), where read
+    reads further Vars (saturation counts) before the runtime stops; None without it."""
     from lava.magma.core.run_conditions import RunSteps
 
-    sink = graph.sink
+    sink, recorders = graph.sink, [graph.sink] + graph.probes
+    kinds = {hasattr(r, "receive") for r in recorders}
+    if len(kinds) > 1:
+        raise TypeError("the graph's recorders are of two kinds (streamed and Var data): give GraphParts one kind")
+    streamed = kinds == {True}
     try:
-        sink.run(condition=RunSteps(num_steps=graph.steps), run_cfg=graph.run_cfg())
-        logits = per_sequence(sink.data.get(), graph.batch)
-        ys = [per_sequence(p.data.get(), graph.batch) for p in graph.probes]
+        sink.run(condition=RunSteps(num_steps=graph.steps, blocking=not streamed), run_cfg=graph.run_cfg())
+        if streamed:
+            records = _receive_all(recorders, graph.steps)
+            sink.wait()
+        else:
+            records = [r.data.get() for r in recorders]
+        logits, *ys = (per_sequence(data, graph.batch) for data in records)
         more = None if read is None else read()
     finally:
         sink.stop()
     return logits, ys, more
+
+
+def _receive_all(recorders: list, steps: int) -> list[np.ndarray]:
+    """Each streamed recorder's vectors of every step, (size, steps), received in step order (step t of every
+    recorder before step t + 1 of any), so that no recorder's channel waits on a full one."""
+    records = [np.empty((recorder_port(r).shape[0], steps)) for r in recorders]
+    for t in range(steps):
+        for r, data in zip(recorders, records):
+            data[:, t] = r.receive()
+    return records

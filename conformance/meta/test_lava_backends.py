@@ -18,7 +18,7 @@ if not _LAVA_OK:
     pytest.skip(f"lava-nc not available: {_LAVA_REASON}", allow_module_level=True)
 
 from s4dconf.backends import REGISTRY  # noqa: E402
-from s4dconf.backends.lava_graph import lava_delays  # noqa: E402
+from s4dconf.backends.lava_graph import lava_delays, recorder_port  # noqa: E402
 from s4dconf.backends.lava_fxp import LavaFxpBackend, saturation_names  # noqa: E402
 from s4dconf.fixedpoint.engine import run_fxp  # noqa: E402
 from s4dconf.backends.aligned import pad_for_delay  # noqa: E402
@@ -120,8 +120,8 @@ def test_every_lava_backend_builds_the_graph_with_the_delays_it_declares(float_m
               "loihi2": (build_chip_graph(m, u_q), Loihi2Backend(), m)}
     for name, (graph, backend, handle) in graphs.items():
         assert graph.delays == backend.delays(handle) == lava_delays(n), name
-        assert graph.sink.a_in.shape == (N * CFG.n_classes,), name
-        assert [p.a_in.shape for p in graph.probes] == [(N * CFG.H,)] * n, name
+        assert recorder_port(graph.sink).shape == (N * CFG.n_classes,), name
+        assert [recorder_port(p).shape for p in graph.probes] == [(N * CFG.H,)] * n, name
     assert graphs["lava-fxp"][0].steps == L + lava_delays(n).max, "lava-fxp runs until every process saw every step"
     assert graphs["lava-float"][0].steps == graphs["loihi2"][0].steps == L
     assert sorted(k for k, _ in counters) == sorted(saturation_names(n)[1:]), "one counter per name but 'input'"

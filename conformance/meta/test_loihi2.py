@@ -170,18 +170,28 @@ def test_the_graph_builder_wires_the_documented_graph_with_its_delays(neurons):
 
 
 def test_the_graph_weights_are_the_batch_side_by_side():
-    from s4dconf.backends.lava_graph import GraphWeights, batch_neurons, per_sequence, time_major
+    """GraphWeights.of holds each connection as one block (BlockDiagonal): its csr form is kron(I_N, W), stored
+    sparse; the chip's dense helpers (batched, fan_out) give the same matrices."""
+    from scipy import sparse as sp
+
+    from s4dconf.backends.lava_graph import (BlockDiagonal, GraphWeights, batch_neurons, batched, fan_out,
+                                             per_sequence, time_major)
 
     N, P = 3, 2
     arrays = {"encoder.W": np.arange(6, dtype=np.int64).reshape(2, 3) - 2, "layer0.W": np.array([[1, -2], [3, 4]]),
               "decoder.W": np.array([[5, -6]])}
-    dense, sparse = GraphWeights.of(arrays, 1, N, P), GraphWeights.of(arrays, 1, N, P, sparse=True)
-    for name in ("encoder", "fan_out", "decoder"):
-        assert np.array_equal(getattr(sparse, name).toarray(), getattr(dense, name)), name
-    assert np.array_equal(dense.encoder, np.kron(np.eye(N, dtype=np.int64), arrays["encoder.W"]))
-    assert dense.encoder.dtype == dense.fan_out.dtype == np.int64
-    assert np.array_equal(dense.fan_out, np.kron(np.eye(N * 2), np.ones((P, 1)))), "channel h drives P modes"
-    assert np.array_equal(sparse.mixers[0].toarray(), np.kron(np.eye(N), arrays["layer0.W"]))
+    w = GraphWeights.of(arrays, 1, N, P)
+    dense = {"encoder": batched(arrays["encoder.W"], N), "fan_out": fan_out(N * 2, P, np.int64),
+             "mixer": batched(arrays["layer0.W"], N), "decoder": batched(arrays["decoder.W"], N)}
+    for name, W in (("encoder", w.encoder), ("fan_out", w.fan_out), ("mixer", w.mixers[0]), ("decoder", w.decoder)):
+        assert isinstance(W, BlockDiagonal) and W.shape == dense[name].shape, name
+        csr = W.tocsr()
+        assert sp.issparse(csr) and csr.nnz == W.nnz == np.count_nonzero(dense[name]), name
+        assert np.array_equal(csr.toarray(), dense[name]) and csr.dtype == np.int64, name
+        assert np.array_equal(W.T.tocsr().toarray(), dense[name].T), name
+    assert np.array_equal(dense["encoder"], np.kron(np.eye(N, dtype=np.int64), arrays["encoder.W"]))
+    assert np.array_equal(dense["fan_out"], np.kron(np.eye(N * 2), np.ones((P, 1)))), "channel h drives P modes"
+    assert w.fan_out.n == N * 2 and w.fan_out.block.shape == (P, 1), "one block per channel of every stream"
     assert np.array_equal(batch_neurons(np.array([[1, 2], [3, 4]]), 2), [1, 2, 3, 4, 1, 2, 3, 4])
     u = np.arange(2 * 4 * 3).reshape(2, 4, 3)
     data = time_major(u, steps=6)
