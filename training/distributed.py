@@ -131,8 +131,13 @@ class EvalPool:
             if self.scheduler:
                 self._client = Client(self.scheduler)
             else:
-                self._cluster = LocalCluster(n_workers=self.workers or machine_cores(), threads_per_worker=1,
-                                             processes=True, dashboard_address=":0")
+                import dask
+
+                # non-daemonic workers: a Lava backend runs each job in a child process (SPEC.md 16.3), which a
+                # daemonic multiprocessing worker may not start
+                with dask.config.set({"distributed.worker.daemon": False}):
+                    self._cluster = LocalCluster(n_workers=self.workers or machine_cores(), threads_per_worker=1,
+                                                 processes=True, dashboard_address=":0")
                 self._client = Client(self._cluster)
             self.say(f"evaluation: {self.description}")
         return self._client

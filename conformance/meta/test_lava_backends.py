@@ -179,12 +179,23 @@ def _processes() -> list[tuple[int, int, int, str]]:
     return out
 
 
+def _is_resource_tracker(pid: int) -> bool:
+    """Python's multiprocessing resource tracker: started once by the first spawn-context process of the
+    interpreter (a Dask LocalCluster of an earlier test, for one) and alive as long as the interpreter, by design."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"multiprocessing.resource_tracker" in f.read()
+    except OSError:
+        return False
+
+
 def _leftovers(pgid: int | None) -> list:
     """Children of this process (live or unreaped), and live processes of the job's process group. A killed
     worker that is already a zombie under init has exited: reaping it is init's business, not a leak."""
     me = os.getpid()
     return [p for p in _processes()
-            if p[1] == me or (pgid is not None and p[2] == pgid and p[3] not in ("Z", "X"))]
+            if (p[1] == me or (pgid is not None and p[2] == pgid and p[3] not in ("Z", "X")))
+            and not _is_resource_tracker(p[0])]
 
 
 def _assert_no_leftovers(pgid: int | None, within_s: float = 5.0) -> None:
