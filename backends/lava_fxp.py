@@ -34,7 +34,7 @@ import numpy as np
 
 from s4dconf.reference.model import S4DModel
 from s4dconf.fixedpoint.engine import FxpRun
-from s4dconf.fixedpoint.formats import FxpModel, require_format_choices
+from s4dconf.fixedpoint.formats import DEFAULT_CONVENTIONS, FxpModel, require_format_choices
 from s4dconf.fixedpoint.literal import quantize_input
 from s4dconf.reference.validate import S4DInputError, as_input_sequence
 
@@ -45,8 +45,6 @@ from .lava_runtime import LavaSimBackend, run_isolated
 from .numpy_fxp import NumpyFxpBackend
 
 LAVA_MSG_BITS = 24  # Loihi 2 graded spikes carry 24 bits
-# the format choices of SPEC.md 14.1 that the processes of lava_procs implement (the rest: numpy-fxp only)
-LAVA_FORMAT_CHOICES = {"rounding": ("floor", "half_up"), "rescale": ("per_sum",), "saturation": ("asymmetric",)}
 FXP_TAG = "fixed_pt"
 
 
@@ -148,7 +146,7 @@ class LavaFxpBackend(LavaSimBackend):
     def prepare(self, model):
         """An FxpModel is used as is; a float64 S4DModel is quantised by the default PTQ (SPEC.md 15), as
         numpy-fxp does. Refused: use_D, readout other than 'last', msg_bits > 24, a format choice outside
-        LAVA_FORMAT_CHOICES."""
+        DEFAULT_CONVENTIONS (the only ones lava_procs implement)."""
         if isinstance(model, S4DModel):
             self._check_graph(model.config)
             model = NumpyFxpBackend().prepare(model)
@@ -159,7 +157,7 @@ class LavaFxpBackend(LavaSimBackend):
         if model.fmt.msg_bits > LAVA_MSG_BITS:
             raise S4DInputError(f"lava-fxp: msg_bits = {model.fmt.msg_bits}, but Loihi 2 graded spikes carry "
                                 f"{LAVA_MSG_BITS} bits (SPEC.md 16.2); quantise with msg_bits <= {LAVA_MSG_BITS}")
-        require_format_choices(model.fmt, LAVA_FORMAT_CHOICES, "lava-fxp", "run this format on numpy-fxp")
+        require_format_choices(model.fmt, DEFAULT_CONVENTIONS, "lava-fxp", "run this format on numpy-fxp")
         return model
 
     def run_integers(self, handle: FxpModel, u) -> LavaFxpRun:

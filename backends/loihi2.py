@@ -14,7 +14,7 @@ import subprocess
 
 import numpy as np
 
-from s4dconf.fixedpoint.formats import FxpModel, require_format_choices
+from s4dconf.fixedpoint.formats import DEFAULT_CONVENTIONS, FxpModel, require_format_choices
 from s4dconf.fixedpoint.literal import quantize_input
 from s4dconf.reference.validate import S4DInputError
 
@@ -22,7 +22,6 @@ from .base import Availability, Backend, BackendInfo, BackendRun
 from .lava_graph import (GraphParts, GraphWeights, LavaGraph, batch_neurons, batched, build_graph, fan_out,
                          lava_delays, lava_nc_connection, run_graph, time_major)
 from .lava_runtime import DEFAULT_TIMEOUT_S, lava_availability, run_isolated
-from .lava_fxp import LAVA_FORMAT_CHOICES
 from .numpy_fxp import NumpyFxpBackend
 
 LAVA_LOIHI_COMPILER = "lava.magma.compiler.subcompilers.nc.ncproc_compiler"
@@ -178,7 +177,7 @@ class Loihi2Backend(Backend):
     def prepare(self, model):
         m = NumpyFxpBackend().prepare(model)
         # the chip runs lava-fxp's neuron models: the same arithmetic choices
-        require_format_choices(m.fmt, LAVA_FORMAT_CHOICES, "loihi2", "run this format on numpy-fxp")
+        require_format_choices(m.fmt, DEFAULT_CONVENTIONS, "loihi2", "run this format on numpy-fxp")
         chip_parameters(m)  # refuse early what the chip cannot carry
         return m
 

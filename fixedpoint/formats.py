@@ -94,6 +94,8 @@ FORMAT_PROFILES = {
                            saturation="symmetric"),
 }
 DEFAULT_PROFILE = "s4dconf-default"
+# the conventions of the default profile that lava-fxp, loihi2 and QAFT's forward pass implement (SPEC.md 14.9)
+DEFAULT_CONVENTIONS = {"rounding": ("floor", "half_up"), "rescale": ("per_sum",), "saturation": ("asymmetric",)}
 
 
 def require_format_choices(fmt: FxpFormat, choices: dict[str, tuple], who: str, instead: str) -> None:

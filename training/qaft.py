@@ -18,7 +18,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from s4dconf.fixedpoint.formats import FxpFormat, FxpModel, int_range, require_format_choices
+from s4dconf.fixedpoint.formats import DEFAULT_CONVENTIONS, FxpFormat, FxpModel, int_range, require_format_choices
 from s4dconf.fixedpoint.quantize import quantize_arrays
 
 
@@ -33,13 +33,9 @@ class QaftScales:
 
     @classmethod
     def from_fxp(cls, m: FxpModel) -> "QaftScales":
-        require_format_choices(m.fmt, QAFT_FORMAT_CHOICES, "QAFT's forward pass",
+        require_format_choices(m.fmt, DEFAULT_CONVENTIONS, "QAFT's forward pass",
                                "fine-tune a model quantised with these choices (the default profile)")
         return cls(fmt=m.fmt, inp_exp=m.inp_exp, act_exp=tuple(m.act_exp), out_exp=m.out_exp)
-
-
-# the format choices of SPEC.md 14.1 that qaft_forward implements (the default profile's conventions)
-QAFT_FORMAT_CHOICES = {"rounding": ("floor", "half_up"), "rescale": ("per_sum",), "saturation": ("asymmetric",)}
 
 
 def export_fxp(module, scales: QaftScales, provenance: dict | None = None) -> FxpModel:

@@ -52,24 +52,6 @@ def mean_seconds(benchmark):
     return mean if mean else None
 
 
-def stream_feeder(session, tokens: np.ndarray):
-    """pedantic setup: the tokens (T, N, d_input) of a fixed sequence in order, one per round, resetting the
-    session after each whole sequence, as when streaming sMNIST digits one after another: the state is always
-    that of a real stream, never left to decay for tens of thousands of steps (where float64 subnormals would
-    slow any CPU down)."""
-    pos = [0]
-
-    def next_token():
-        k = pos[0]
-        if k == len(tokens):
-            session.reset()
-            k = 0
-        pos[0] = k + 1
-        return (tokens[k],), {}
-
-    return next_token
-
-
 def stream_figures(benchmark, batch: int = 1) -> dict:
     """Per-step figures of a streaming benchmark (empty when nothing was timed): us_per_token is one step of all
     N streams (mean; also median and min), us_per_token_per_stream that divided by N, tokens_per_s = N / mean."""
