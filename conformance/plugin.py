@@ -106,7 +106,21 @@ def pytest_configure(config):
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     _hypothesis_profile(config)
+    _benchmark_json_folder(config)
     config._s4d = SuiteState(config)
+
+
+def _benchmark_json_folder(config):
+    """Create the folder of --benchmark-json now: pytest-benchmark opens the file only after the whole (long) run,
+    so a missing folder (reports/out/ in a fresh clone) would lose every measurement at the very end."""
+    path = getattr(config.option, "benchmark_json", None)
+    if not isinstance(path, (str, os.PathLike)):  # absent, or an open file (older pytest-benchmark opens it early)
+        return
+    folder = Path(path).resolve().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise pytest.UsageError(f"--benchmark-json {path}: cannot create its folder {folder}: {e}") from None
 
 
 def _hypothesis_profile(config):

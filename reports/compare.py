@@ -39,7 +39,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from s4dconf.reference.npzio import atomic_write, check_output_path, read_text_file
+from s4dconf.reference.npzio import BENCH_MAX_BYTES, atomic_write, check_output_path, read_text_file
 from s4dconf.reference.validate import S4DInputError, json_object
 from s4dconf.reports.tables import text_table
 
@@ -80,7 +80,7 @@ def load_run(path) -> BenchRun:
     p = Path(path)
     if not p.is_file():
         raise S4DInputError(f"benchmark file {p} does not exist" + (" (it is a directory)" if p.is_dir() else ""))
-    text = read_text_file(p, "benchmark file")
+    text = read_text_file(p, "benchmark file", BENCH_MAX_BYTES)
     if not text.strip():
         raise S4DInputError(f"benchmark file {p} is empty (a run with --benchmark-disable leaves it empty)")
     doc = json_object(text, f"benchmark file {p}")

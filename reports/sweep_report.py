@@ -12,9 +12,11 @@ from .plots import _panels, _save
 from .report_inputs import LoadedInput, not_run
 
 
-def _line(doc: dict, field: str) -> list[tuple]:
-    """(value, accuracy %) of a dimension's line: the paper's format and the points varying `field` alone."""
-    pts = [(p["format"][field], 100 * p["accuracy"]) for p in doc["points"] if p["varied"] in ([], [field])]
+def _line(doc: dict, field: str, qaft: bool = False) -> list[tuple]:
+    """(value, accuracy %) of a dimension's line: the paper's format and the points varying `field` alone (qaft: the
+    accuracy after QAFT, at the points fine-tuned)."""
+    pts = [(p["format"][field], 100 * (p["qaft"]["accuracy"] if qaft else p["accuracy"])) for p in doc["points"]
+           if p["varied"] in ([], [field]) and (not qaft or "qaft" in p)]
     return sorted(pts, key=lambda v: (isinstance(v[0], str), v[0]))
 
 
@@ -31,6 +33,10 @@ def sweep_plot(doc: dict, img_dir, name: str = "sweep.png") -> ReportImage:
         xs = [v for v, _ in line]
         pos = list(range(len(xs))) if any(isinstance(v, str) for v in xs) else xs
         ax.plot(pos, [a for _, a in line], "o-", color="tab:blue", label="numpy-fxp, PTQ")
+        tuned = _line(doc, field, qaft=True)
+        if tuned:
+            ax.plot([pos[xs.index(v)] for v, _ in tuned], [a for _, a in tuned], "s", ms=7, mfc="none",
+                    color="tab:red", label="numpy-fxp, after QAFT")
         paper = doc["base_format"][field]
         if paper in xs:  # a sweep still running may not have it yet
             i = xs.index(paper)
@@ -53,7 +59,7 @@ def sweep_plot(doc: dict, img_dir, name: str = "sweep.png") -> ReportImage:
     saved = _save(fig, img_dir, name)
     return ReportImage(saved, f"Line charts, one per format field ({', '.join(fields)}): measured accuracy of the "
                               f"PTQ model with numpy-fxp against the field's value, the other fields at the paper's "
-                              f"format; a star marks the paper's value, a horizontal line the float accuracy, a "
+                              f"format; open squares the accuracy after QAFT where the sweep fine-tuned; a star marks the paper's value, a horizontal line the float accuracy, a "
                               f"shaded band the {doc['within_points']:g} point below it",
                        f"Accuracy against bits per dimension (measured), {doc['dataset']}, {doc['n']} samples.")
 

@@ -39,8 +39,8 @@ from s4dconf.reference.validate import S4DInputError
 from s4dconf.reports.claims import committed_benchmark_files, default_benchmark_files, evaluate
 from s4dconf.reports.compare import load_run
 from s4dconf.reports.compare import register as register_bench
-from s4dconf.reports.report import build_report
-from s4dconf.reports.report import register as register_report
+from s4dconf.reports.report import build_report, register as register_report
+from s4dconf.reports.report import default_inputs as default_report_inputs
 from s4dconf.reports.resource_table import write_resources
 from s4dconf.reports.tables import text_table
 from s4dconf.training import datafiles
@@ -309,7 +309,7 @@ def cmd_check(args) -> int:
 def benchmark_summary(path) -> str:
     """A benchmark run in 100 columns: per benchmark its scenario, backend:path, config, batch, the median and p99
     latency per token (streaming) or per call (offline), and whether its audit passed (SPEC.md 20)."""
-    rows = [("scenario", "backend:path", "config", "L", "batch", "p50", "p99", "unit", "audit")]
+    rows = [("scenario", "backend:path", "config", "L", "B", "p50", "p99", "unit", "audit")]
     for b in load_run(path).benchmarks.values():
         x = b.extra_info
         lat = x.get("latency_s") if isinstance(x.get("latency_s"), dict) else {}
@@ -393,7 +393,8 @@ def cmd_run(args) -> int:
             out, conformance_json=out / "conformance.json", accuracy_json=out / "accuracy" / "accuracy.json",
             benchmark_jsons=[bench_json] + committed_benchmark_files(),
             claims_json=out / "claims.json",
-            resources={"markdown": resources_md.read_text()} if resources_md.is_file() else None)
+            resources={"markdown": resources_md.read_text()} if resources_md.is_file() else None,
+            sweep_json=default_report_inputs(out)["sweep"])  # run does not sweep: a fresh one here, else the committed
         print(f"  report: {html}\n  markdown: {md}")
         return 0
 
@@ -507,9 +508,8 @@ def _eval_pool(args) -> EvalPool:
 def cmd_sweep(args) -> int:
     """Precision sweep (SPEC.md 18.8): PTQ at each format of the grid, accuracy with numpy-fxp on the test split ->
     <out>/sweep.{json,md,png}."""
-    if args.qaft_at:
-        raise S4DInputError("--qaft-at (fine-tuning at named points) is not implemented yet; run the sweep without "
-                            "it, then `s4dconf train <recipe> --stage qaft` for a chosen format")
+    if args.qaft_max_steps is not None and not args.qaft_at:
+        raise S4DInputError("--qaft-max-steps limits the fine-tuning of --qaft-at; name the points with --qaft-at")
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
         raise S4DInputError(f"data folder (--data-dir) {args.data_dir} does not exist or is not a folder")
     grid, product = sweeps.read_grid_file(args.grid_file) if args.grid_file else ({}, False)
@@ -519,9 +519,11 @@ def cmd_sweep(args) -> int:
         grid[field] = values
     out = Path(args.out)
     inputs = sweeps.sweep_inputs(args.model, args.dataset, grid, args.recipe, args.data_dir)
+    qaft = (sweeps.QaftPlan(tuple(args.qaft_at), args.recipe or args.dataset, out / "qaft", args.data_dir,
+                            args.qaft_max_steps) if args.qaft_at else None)
     with _eval_pool(args) as pool:
         doc = sweeps.sweep(*inputs, pool, product=product or args.product, limit=args.limit,
-                           on_point=lambda d: sweeps.write_sweep(d, out))  # a long sweep's progress is on disk
+                           on_point=lambda d: sweeps.write_sweep(d, out), qaft=qaft)  # a long sweep's progress is on disk
     j, m = sweeps.write_sweep(doc, out)
     img = sweep_plot(doc, out, "sweep.png")
     print(Path(m).read_text())
@@ -732,8 +734,11 @@ def _add_eval_commands(sub) -> None:
     sw.add_argument("--product", action="store_true", help="also every combination of the grid's values")
     sw.add_argument("--recipe", default=None, help="whose PTQ calibration set to use (default: the dataset's recipe)")
     sw.add_argument("--limit", type=POSITIVE_INT, default=None, help="first N test samples only (a subset)")
-    sw.add_argument("--qaft-at", nargs="+", default=None, metavar="POINT", help="fine-tune at these points "
-                    "(not implemented yet)")
+    sw.add_argument("--qaft-at", nargs="+", default=None, metavar="POINT",
+                    help="also fine-tune (QAFT, the recipe's settings) at these points, named as in the table, e.g. "
+                         "'weight_bits=4' paper; models in <out>/qaft/")
+    sw.add_argument("--qaft-max-steps", type=POSITIVE_INT, default=None,
+                    help="at most this many QAFT optimiser steps per point (default: the recipe's)")
     sw.add_argument("--out", default="reports/out/sweep", help="output folder (default: reports/out/sweep)")
     sw.add_argument("--data-dir", default=None)
     _add_dask_flags(sw)

@@ -16,6 +16,12 @@ qualifies, in grid order).
 
 Every point is PTQ'd (fixedpoint/quantize.py) with the same calibration set (by default the recipe's: the base point
 reproduces the shipped `<recipe>-ptq.npz`) where it is evaluated, points x shards as one Dask job (distributed.py).
+
+QAFT at named points (`--qaft-at`, QaftPlan): each named point's PTQ model is fine-tuned with the recipe's QAFT
+settings (recipes.QAFT_SETTINGS, SPEC.md 18.3) starting from the float model, here, one point after the other (torch
+already uses every core); the fine-tuned models are then evaluated with `numpy-fxp` on the same samples as one job.
+QAFT's integer forward pass is bit-exact with numpy-fxp, so its own test accuracy (on the whole split) is recorded
+next to it as a cross-check.
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ import dataclasses
 import functools
 import itertools
 import json
+import re
 import time
 import warnings
 from pathlib import Path
@@ -30,14 +37,14 @@ from pathlib import Path
 import numpy as np
 
 import s4dconf
-from s4dconf.fixedpoint.formats import FxpFormat, fxp_digest, load_fxp
+from s4dconf.fixedpoint.formats import DEFAULT_CONVENTIONS, FxpFormat, fxp_digest, load_fxp, require_format_choices
 from s4dconf.fixedpoint.quantize import SaturationWarning, quantize
 from s4dconf.reference.npzio import read_text_file
 from s4dconf.reference.validate import S4DInputError, json_object
 
 from .accuracy import MODELS_DIR, check_limit, read_row_model
 from .datasets import load_dataset
-from .recipes import calibration_inputs, get_recipe
+from .recipes import calibration_inputs, get_recipe, qaft_spec
 from .distributed import EvalPool
 
 SCHEMA = "s4dconf-sweep/1"
@@ -152,6 +159,57 @@ def grid_points(grid: dict, base: FxpFormat | None = None, product: bool = False
             for f in dict.fromkeys(fmts)]
 
 
+@dataclasses.dataclass(frozen=True)
+class QaftPlan:
+    """`--qaft-at`: the points to fine-tune (by label), whose QAFT settings (a recipe), where the models are written
+    (`<out_dir>/<label as a file name>-qaft.npz`), and optionally fewer optimiser steps than the recipe's."""
+
+    labels: tuple[str, ...]
+    recipe: str
+    out_dir: Path
+    data_dir: str | None = None
+    max_steps: int | None = None
+
+
+def _label_key(label: str) -> str:
+    return "".join(label.split()).lower()
+
+
+def qaft_points(labels, points: list[SweepPoint]) -> list[SweepPoint]:
+    """The points named by --qaft-at, in the order named (spaces and case ignored; "paper" names the paper format),
+    each checked before any work: a label of this grid, a format QAFT's forward pass computes (its conventions)."""
+    by_key = {_label_key(p.label): p for p in points}
+    by_key.setdefault("paper", points[0])
+    out = []
+    for label in labels:
+        p = by_key.get(_label_key(label))
+        if p is None:
+            raise S4DInputError(f"--qaft-at {label!r} is not a point of this sweep; its points: "
+                                + "; ".join(repr(q.label) for q in points))
+        require_format_choices(p.fmt, DEFAULT_CONVENTIONS, f"--qaft-at {p.label!r}: QAFT's forward pass",
+                               "fine-tune only points with the default conventions (floor or half_up)")
+        if p not in out:
+            out.append(p)
+    return out
+
+
+def fine_tune_at(point: SweepPoint, model, calib, calib_description: str, plan: QaftPlan, progress: bool = False):
+    """QAFT of the point's PTQ model (training/train.py with the recipe's QAFT settings, the float model's config)
+    -> (the fine-tuned fixed-point model, its training record, its file)."""
+    from .qaft import QaftScales  # deferred: torch is the optional extra [torch]
+    from .train import train
+
+    spec = dataclasses.replace(qaft_spec(plan.recipe), config=model.config)
+    if plan.max_steps is not None:
+        spec = dataclasses.replace(spec, max_steps=plan.max_steps)
+    path = Path(plan.out_dir) / (re.sub(r"[^A-Za-z0-9_.=-]+", "_", point.label) + "-qaft.npz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ptq = ptq_at(point.fmt, model, calib, calib_description)
+    record = train(spec, path, data_dir=plan.data_dir, progress=progress, start=model,
+                   qaft=QaftScales.from_fxp(ptq))
+    return load_fxp(path), record, path
+
+
 def ptq_at(fmt: FxpFormat, model, calib, calib_description: str):
     """The PTQ of `model` in format fmt (run where the point is evaluated). A model that saturates on its own
     calibration set is kept (its counts are in the provenance): the sweep measures what that costs."""
@@ -197,16 +255,17 @@ def sweep_inputs(model_path, dataset: str, grid: dict, recipe: str | None = None
 
 def sweep(model_file: str, model_sha256: str, model, ds, grid: dict, calib, calib_description: str,
           shipped_ptq_digest: str | None, pool: EvalPool, product: bool = False, limit: int | None = None,
-          on_point=None) -> dict:
+          on_point=None, qaft: QaftPlan | None = None) -> dict:
     """The sweep document: float accuracy, one record per point (format, fields varied, accuracy, fxp digest,
-    calibration saturations), and the smallest formats (smallest_within). on_point(doc) after each point.
-    model_file, model_sha256: the float model's file and its sha256 (recorded); shipped_ptq_digest: fxp_digest of the
-    shipped PTQ model, to record whether the base point reproduces it."""
+    calibration saturations, and "qaft" where fine-tuned), and the smallest formats (smallest_within). on_point(doc)
+    after each point. model_file, model_sha256: the float model's file and its sha256 (recorded);
+    shipped_ptq_digest: fxp_digest of the shipped PTQ model, to record whether the base point reproduces it."""
     limit = check_limit(limit)
     n = len(ds.y) if limit is None else min(limit, len(ds.y))
     base = FxpFormat()
     grid = check_grid(grid, base)
     points = grid_points(grid, base, product)
+    tuned = qaft_points(qaft.labels, points) if qaft is not None else []
     t0 = time.perf_counter()
     doc = {"schema": SCHEMA, "s4dconf": s4dconf.__version__, "model_file": str(model_file),
            "model_sha256": model_sha256,
@@ -236,6 +295,8 @@ def sweep(model_file: str, model_sha256: str, model, ds, grid: dict, calib, cali
         fxp = make(by_label[r["label"]].fmt)
         r["fxp_sha256"] = fxp_digest(fxp)
         r["calibration_saturations"] = fxp.provenance.get("calibration_saturations", {})
+    if tuned:
+        _fine_tune(doc, tuned, model, calib, calib_description, qaft, pool, ds, n, on_point)
     base_row = doc["points"][0]
     if shipped_ptq_digest is not None:
         doc["base_is_shipped_ptq"] = base_row["fxp_sha256"] == shipped_ptq_digest
@@ -246,24 +307,48 @@ def sweep(model_file: str, model_sha256: str, model, ds, grid: dict, calib, cali
     return doc
 
 
+def _fine_tune(doc, tuned, model, calib, calib_description, plan: QaftPlan, pool: EvalPool, ds, n, on_point):
+    """QAFT at the named points (module docstring), then their accuracy with numpy-fxp: each record gains "qaft"."""
+    models, records = {}, {}
+    doc["qaft_settings"] = {"recipe": plan.recipe, "max_steps": plan.max_steps, "points": [p.label for p in tuned]}
+    for p in tuned:
+        print(f"QAFT at {p.label!r} ({plan.recipe}'s settings)", flush=True)
+        models[p.label], records[p.label], path = fine_tune_at(p, model, calib, calib_description, plan)
+        records[p.label]["file"] = str(path)
+    logits = pool.evaluate(models, FXP_BACKEND, ds, n, BATCH, what=f"{ds.name} sweep, {len(models)} QAFT models")
+    for r in doc["points"]:
+        if r["label"] in models:
+            rec = records[r["label"]]
+            r["qaft"] = {"accuracy": _accuracy(logits[r["label"]], ds.y[:n]), "n": n,
+                         "fxp_sha256": fxp_digest(models[r["label"]]), "file": rec["file"],
+                         "steps": rec["steps_done"], "seconds": rec["seconds"],
+                         "training_forward_test_accuracy": rec["test_accuracy_training_forward"],
+                         "training_forward_n": rec["n_test"]}
+    if on_point is not None:
+        on_point(doc)
+
+
 def sweep_markdown(doc: dict) -> str:
     """The sweep as Markdown: float accuracy, one row per point, the smallest formats per dimension."""
     fa = doc["float_accuracy"]
+    tuned = any("qaft" in p for p in doc["points"])
     lines = ["# Precision sweep (measured)", "",
              f"Model `{Path(doc['model_file']).name}` on {doc['dataset']} ({doc['split']}, {doc['n']} of "
              f"{doc['n_split']} samples); every point a PTQ (calibration: {doc['calibration']}) evaluated with "
              f"`{doc['backend']}`; grid {doc['mode']} around the paper's format (SPEC.md 18.8). Float accuracy "
              f"(`{doc['float_backend']}`): **{100 * fa:.2f} %**. Wall time {doc.get('seconds', '?')} s on "
              f"{doc['evaluation']}.", "",
-             "| format (fields that differ from the paper's) | accuracy | vs float | calibration saturations |",
-             "|---|---|---|---|"]
+             "| format (fields that differ from the paper's) | accuracy | vs float | calibration saturations |"
+             + (" after QAFT |" if tuned else ""), "|---|---|---|---|" + ("---|" if tuned else "")]
     if not doc.get("complete"):
         lines[2] += (f" **Incomplete: {len(doc['points'])} of {doc.get('n_points', '?')} points so far** (the sweep "
                      "is running, or stopped).")
     for p in doc["points"]:
         sat = p.get("calibration_saturations") or {}
+        q = p.get("qaft")
         lines.append(f"| {p['label']} | {100 * p['accuracy']:.2f} % | {100 * (p['accuracy'] - fa):+.2f} | "
-                     + (", ".join(f"{k} {v}" for k, v in sat.items()) or "none") + " |")
+                     + (", ".join(f"{k} {v}" for k, v in sat.items()) or "none") + " |"
+                     + ((f" {100 * q['accuracy']:.2f} % ({q['steps']} steps) |" if q else " - |") if tuned else ""))
     lines += ["", f"## Smallest format within {doc['within_points']:g} point of float, per dimension", "",
               "| field | paper's value | smallest within | its accuracy |", "|---|---|---|---|"]
     for field, r in doc.get("smallest_within", {}).items():

@@ -192,6 +192,22 @@ def test_load_run_fields(tmp_path):
     assert run.benchmarks["t::x"].stats["median"] == 1.0 and run.benchmarks["t::x"].extra_info == {"config": "paper"}
 
 
+def test_a_full_run_with_every_rounds_timings_loads(tmp_path, monkeypatch):
+    """`tox -e bench` keeps each round's timing in stats.data: 18 MB for the full set here, above the 16 MiB cap of
+    other text inputs. A benchmark file has its own cap (BENCH_MAX_BYTES), and a file above it is refused by size."""
+    from s4dconf.reference.npzio import TEXT_MAX_BYTES
+    from s4dconf.reports import compare as compare_module
+
+    b = bench("t::x", 1.0)
+    b["stats"]["data"] = [1.0 + 1e-9 * i for i in range(TEXT_MAX_BYTES // 12 + 1)]  # ~13 bytes per timing
+    path = write_run(tmp_path / "full.json", [b])
+    assert path.stat().st_size > TEXT_MAX_BYTES
+    assert load_run(path).benchmarks["t::x"].stats["median"] == 1.0
+    monkeypatch.setattr(compare_module, "BENCH_MAX_BYTES", TEXT_MAX_BYTES)
+    with pytest.raises(S4DInputError, match="more than the 16777216 accepted"):
+        load_run(path)
+
+
 @pytest.fixture
 def cli_main(monkeypatch):
     """s4dconf.cli.main with `bench` registered as cli.build_parser will (a no-op once it does)."""

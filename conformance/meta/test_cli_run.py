@@ -43,3 +43,9 @@ def test_run_reaches_the_report_through_every_step(tmp_path, monkeypatch, capsys
     assert {(r["dataset"], r["kind"]) for r in acc["rows"]} == {("sdigits", k) for k in ("float", "ptq", "qaft")}
     assert {v["id"] for v in json.loads((tmp_path / "claims.json").read_text())} >= {"accuracy-drop"}
     assert (tmp_path / "resources.md").is_file() and (tmp_path / "report.html").is_file()
+    # run does not sweep; its report shows the committed sweep (reports/sweep/), or says "not run" without one
+    from s4dconf.reports.report import default_inputs
+
+    sweep = (tmp_path / "report.html").read_text().split('<section id="sweep">')[1].split("</section>")[0]
+    committed = default_inputs(tmp_path)["sweep"]
+    assert ("not run" not in sweep and "<table" in sweep) if committed else "not run" in sweep

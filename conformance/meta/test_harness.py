@@ -449,3 +449,24 @@ def test_plugin_parametrizes_backend_paths(pytester):
         "*test_b?reference:recurrent? PASSED*",
     ])
     assert result.ret == pytest.ExitCode.OK
+
+
+def test_plugin_creates_the_benchmark_json_folder(tmp_path):
+    """`tox -e bench` in a fresh clone writes reports/out/benchmark.json, a folder no clone has: pytest-benchmark
+    (5.3) opens the file only after the whole run, so the plugin creates the folder at start; one it cannot create
+    is a usage error at start, not a lost run at the end."""
+    import types
+
+    from s4dconf.conformance.plugin import _benchmark_json_folder
+
+    def config(path):
+        return types.SimpleNamespace(option=types.SimpleNamespace(benchmark_json=path))
+
+    _benchmark_json_folder(config(tmp_path / "a" / "b" / "benchmark.json"))
+    assert (tmp_path / "a" / "b").is_dir()
+    _benchmark_json_folder(config(None))  # no --benchmark-json: nothing to do
+    with open(tmp_path / "opened.json", "wb") as f:  # pytest-benchmark < 5.3 hands over the file, opened at parse
+        _benchmark_json_folder(config(f))
+    (tmp_path / "file").write_text("")
+    with pytest.raises(pytest.UsageError, match=r"--benchmark-json .*cannot create its folder"):
+        _benchmark_json_folder(config(tmp_path / "file" / "benchmark.json"))

@@ -120,12 +120,37 @@ def test_the_report_shows_the_sweep_or_says_not_run(sdigits_sweep, tmp_path):
 @pytest.mark.parametrize("argv,match", [
     (["--grid", "weight_bits=1"], "weight_bits must be an integer in"),
     (["--grid", "nope=1"], "unknown format field 'nope'"),
-    (["--grid", "weight_bits=4", "--qaft-at", "weight_bits=4"], "not implemented yet"),
+    (["--grid", "weight_bits=4", "--qaft-at", "weight_bits=5"],
+     r"--qaft-at 'weight_bits=5' is not a point of this sweep; its points: 'paper format'; 'weight_bits=4'"),
+    (["--grid", "rounding=toward_zero", "--qaft-at", "rounding=toward_zero"],
+     r"--qaft-at 'rounding=toward_zero': QAFT's forward pass .*rounding"),
+    (["--grid", "weight_bits=4", "--qaft-max-steps", "3"], "name the points with --qaft-at"),
 ])
 def test_cli_refuses_bad_sweeps(argv, match, capsys, tmp_path):
     assert main(["sweep", str(shipped_model("sdigits", "float")), "--dataset", "sdigits", "--no-dask", "--out",
                  str(tmp_path), *argv]) == 2
     assert re.search(match, capsys.readouterr().err)
+
+
+def test_qaft_at_named_points(tmp_path):
+    """--qaft-at: the named points are fine-tuned from their PTQ model; the accuracy recorded is numpy-fxp's on the
+    fine-tuned file, and QAFT's own integer forward pass agrees with numpy-fxp on the whole split."""
+    float_file = shipped_model("sdigits", "float")
+    assert main(["sweep", str(float_file), "--dataset", "sdigits", "--grid", "weight_bits=4", "--limit", "120",
+                 "--no-dask", "--out", str(tmp_path), "--qaft-at", "Weight_Bits = 4", "paper",
+                 "--qaft-max-steps", "3"]) == 0
+    doc = sw.load_sweep(tmp_path / "sweep.json")
+    ds = load_dataset("sdigits", "test")
+    fx = get_backend("numpy-fxp")
+    assert doc["qaft_settings"]["points"] == ["weight_bits=4", "paper format"]
+    for p in doc["points"]:
+        q = p["qaft"]
+        tuned = read_model_file(q["file"]).model
+        assert tuned.fmt == FxpFormat(**p["format"]) and q["steps"] == 3
+        assert q["fxp_sha256"] != p["fxp_sha256"]  # three steps moved the integers
+        assert q["accuracy"] == measure(fx, tuned, ds, 120).accuracy
+        assert q["training_forward_test_accuracy"] == measure(fx, tuned, ds, len(ds.y)).accuracy
+    assert "after QAFT |" in (tmp_path / "sweep.md").read_text()
 
 
 def test_a_fixed_point_model_is_refused(capsys, tmp_path):
