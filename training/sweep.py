@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import importlib.util
 import json
 import re
 import time
@@ -190,6 +191,9 @@ def qaft_points(labels, points: list[SweepPoint]) -> list[SweepPoint]:
                                "fine-tune only points with the default conventions (floor or half_up)")
         if p not in out:
             out.append(p)
+    if importlib.util.find_spec("torch") is None:
+        raise S4DInputError("--qaft-at fine-tunes with torch, which is not installed here: pip install -e '.[torch]' "
+                            "(the Lava environment has none; run the sweep from the main environment)")
     return out
 
 

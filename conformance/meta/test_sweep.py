@@ -135,6 +135,7 @@ def test_cli_refuses_bad_sweeps(argv, match, capsys, tmp_path):
 def test_qaft_at_named_points(tmp_path):
     """--qaft-at: the named points are fine-tuned from their PTQ model; the accuracy recorded is numpy-fxp's on the
     fine-tuned file, and QAFT's own integer forward pass agrees with numpy-fxp on the whole split."""
+    pytest.importorskip("torch", reason="QAFT fine-tunes with torch (the optional extra [torch]); not installed here")
     float_file = shipped_model("sdigits", "float")
     assert main(["sweep", str(float_file), "--dataset", "sdigits", "--grid", "weight_bits=4", "--limit", "120",
                  "--no-dask", "--out", str(tmp_path), "--qaft-at", "Weight_Bits = 4", "paper",
