@@ -90,6 +90,6 @@ def test_lava_fxp_cost_per_step(benchmark, one_core, lava_fxp, name):  # noqa: F
     _audit.store_audit(benchmark, audit, anti)
     benchmark.extra_info.update(
         config=name, batch=1, backend="lava-fxp", steps=(L_SHORT, L_LONG), **one_core,
-        lava_fixed_cost_s=min(shorts) - L_SHORT * lava_step_us * 1e-6, repeats=LAVA_REPEATS, lava_us_per_step=lava_step_us,
+        lava_fixed_cost_s=min(shorts) - L_SHORT * lava_step_us * 1e-6, repeats=repeats, lava_us_per_step=lava_step_us,
         numpy_fxp_us_per_step=numpy_step_us, speedup_numpy_over_lava=lava_step_us / numpy_step_us,
         goal_speedup=GOAL_SPEEDUP, meets_goal=bool(lava_step_us / numpy_step_us >= GOAL_SPEEDUP))

@@ -117,7 +117,7 @@ def test_lava_cost_per_sample_step(benchmark, one_core, lava_ok, lava_backend, c
     ratio = _per_step_b1[key] * 1e6 / us_per_sample_step
     info = dict(backend=lava_backend, config=config, batch=batch, steps=(L_short, L_long), **one_core,
                 lava_us_per_step=per_step * 1e6, us_per_sample_step=us_per_sample_step, ratio_to_b1=ratio,
-                lava_fixed_cost_s=min(shorts) - L_short * per_step, repeats=LAVA_REPEATS)
+                lava_fixed_cost_s=min(shorts) - L_short * per_step, repeats=repeats)
     if (lava_backend, config, batch) == ("lava-fxp", GOAL_CONFIG, GOAL_BATCH):
         info.update(goal_ratio=GOAL_RATIO, meets_goal=bool(ratio >= GOAL_RATIO))
     benchmark.extra_info.update(info)
