@@ -521,9 +521,16 @@ def cmd_sweep(args) -> int:
     inputs = sweeps.sweep_inputs(args.model, args.dataset, grid, args.recipe, args.data_dir)
     qaft = (sweeps.QaftPlan(tuple(args.qaft_at), args.recipe or args.dataset, out / "qaft", args.data_dir,
                             args.qaft_max_steps) if args.qaft_at else None)
+    previous = None
+    if args.resume and (out / "sweep.json").is_file():
+        previous = sweeps.load_sweep(out / "sweep.json")
+        print(f"resuming the sweep in {out}: {len(previous['points'])} points measured before")
+    elif args.resume:
+        print(f"--resume: no sweep in {out} yet; starting one")
     with _eval_pool(args) as pool:
         doc = sweeps.sweep(*inputs, pool, product=product or args.product, limit=args.limit,
-                           on_point=lambda d: sweeps.write_sweep(d, out), qaft=qaft)  # a long sweep's progress is on disk
+                           on_point=lambda d: sweeps.write_sweep(d, out), qaft=qaft,
+                           previous=previous)  # a long sweep's progress is on disk
     j, m = sweeps.write_sweep(doc, out)
     img = sweep_plot(doc, out, "sweep.png")
     print(Path(m).read_text())
@@ -740,6 +747,9 @@ def _add_eval_commands(sub) -> None:
     sw.add_argument("--qaft-max-steps", type=POSITIVE_INT, default=None,
                     help="at most this many QAFT optimiser steps per point (default: the recipe's)")
     sw.add_argument("--out", default="reports/out/sweep", help="output folder (default: reports/out/sweep)")
+    sw.add_argument("--resume", action="store_true",
+                    help="keep the points the sweep.json in --out measured (same model, data, samples, calibration) "
+                         "and evaluate only the others")
     sw.add_argument("--data-dir", default=None)
     _add_dask_flags(sw)
     sw.set_defaults(func=cmd_sweep)

@@ -30,6 +30,22 @@ from s4dconf.backends import get_backend
 from .accuracy import _bar, last_logits
 
 DASK_HINT = 'pip install -e ".[dask]"'
+# The LocalCluster's settings. Non-daemonic workers: a Lava backend runs each job in a child process (SPEC.md 16.3),
+# which a daemonic multiprocessing worker may not start. The rest quiets Dask's own housekeeping, which on 2 cores
+# is not free: an idle 2-worker cluster with the defaults (statistical profiler every 10 ms, event-loop tick every
+# 20 ms, system and memory monitors at 0.5 s and 0.1 s, a dashboard) took 15 % of a core here, with these 2.5 %.
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.worker.daemon": False,
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.memory.monitor-interval": "1s",
+}
+# One Lava network is ~10-30 processes (one per Lava process and the runtime's) that keep 2 cores busy by themselves:
+# on this 2-core machine one batch of 256 smnist samples took 31 s alone and 120 s with two networks at once (each
+# worker running one), so two workers halved the throughput. On a LocalCluster started here at most
+# cores // LAVA_NETWORK_CORES Lava shards run at once.
+LAVA_NETWORK_CORES = 2
 SHARDS_PER_WORKER = 4  # shards per worker: a slow or restarted worker holds back a quarter of its share, not all
 DEFAULT_RETRIES = 2  # reruns of a shard that raised, before its error is reported
 
@@ -67,6 +83,19 @@ def plan_shards(n: int, batch: int, n_shards: int) -> tuple[Shard, ...]:
 def shard_logits(backend_name: str, model, ds, shard: Shard, batch: int) -> np.ndarray:
     """The work of one shard, on a worker: the table's per-sample code path over the shard's samples."""
     return last_logits(get_backend(backend_name), model, ds, shard.stop, batch, start=shard.start)
+
+
+def lava_jobs_at_once(cores: int) -> int:
+    """How many Lava networks a machine of `cores` cores runs at once without slowing each other (LAVA_NETWORK_CORES)."""
+    return max(1, cores // LAVA_NETWORK_CORES)
+
+
+def _holding(lease, fn, *args):
+    """fn(*args), holding one of the lease's slots while it runs (lease None: no limit)."""
+    if lease is None:
+        return fn(*args)
+    with lease:
+        return fn(*args)
 
 
 def _same(x):
@@ -133,11 +162,9 @@ class EvalPool:
             else:
                 import dask
 
-                # non-daemonic workers: a Lava backend runs each job in a child process (SPEC.md 16.3), which a
-                # daemonic multiprocessing worker may not start
-                with dask.config.set({"distributed.worker.daemon": False}):
+                with dask.config.set(LOCAL_CLUSTER_CONFIG):
                     self._cluster = LocalCluster(n_workers=self.workers or machine_cores(), threads_per_worker=1,
-                                                 processes=True, dashboard_address=":0")
+                                                 processes=True, dashboard_address=None)
                 self._client = Client(self._cluster)
             self.say(f"evaluation: {self.description}")
         return self._client
@@ -208,6 +235,7 @@ class EvalPool:
         from distributed import as_completed
 
         client = self.client()
+        lease = self._lava_lease(backend_name)
         tag = uuid.uuid4().hex[:8]
         ds_f = client.submit(_same, ds, key=f"dataset-{tag}")
         futures, model_fs = {}, {}
@@ -216,7 +244,7 @@ class EvalPool:
                              client.submit(_model_of, make_model, value, key=f"model-{tag}-{j}",
                                            retries=self.retries))
             for i, s in enumerate(shards):
-                f = client.submit(self.shard_fn, backend_name, model_fs[key], ds_f, s, batch,
+                f = client.submit(_holding, lease, self.shard_fn, backend_name, model_fs[key], ds_f, s, batch,
                                   key=f"shard-{tag}-{j}-{i}", retries=self.retries)
                 futures[f.key] = (key, i, f)
         parts = {key: [None] * len(shards) for key in models}
@@ -240,6 +268,22 @@ class EvalPool:
                 bar.close()
             client.cancel([f for _, _, f in futures.values()] + list(model_fs.values()) + [ds_f])
         return {key: out[key] for key in models}
+
+    def _lava_lease(self, backend_name: str):
+        """A Dask Semaphore of lava_jobs_at_once(cores) leases that a Lava backend's shards hold while they run, on the
+        LocalCluster started here when it has more workers than that; else None. (Worker restrictions do not do it:
+        work stealing moves loosely restricted tasks, and strictly restricted ones wait forever for a worker that
+        died and came back under a new address.) A cluster of the user's (--scheduler) is theirs to size (README)."""
+        if self._cluster is None or not backend_name.startswith("lava"):
+            return None
+        n, k = len(self._client.scheduler_info().get("workers", {})), lava_jobs_at_once(machine_cores())
+        if n <= k:
+            return None
+        from distributed import Semaphore
+
+        self.say(f"evaluation: {backend_name} shards {k} at a time on the {n} workers (a Lava network keeps "
+                 f"{LAVA_NETWORK_CORES} cores busy by itself; this machine has {machine_cores()})")
+        return Semaphore(max_leases=k, name=f"lava-{uuid.uuid4().hex[:8]}")
 
     def _failure(self, f, key, i, shards, model_f, what) -> ShardError:
         if model_f.status == "error":

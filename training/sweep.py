@@ -259,11 +259,13 @@ def sweep_inputs(model_path, dataset: str, grid: dict, recipe: str | None = None
 
 def sweep(model_file: str, model_sha256: str, model, ds, grid: dict, calib, calib_description: str,
           shipped_ptq_digest: str | None, pool: EvalPool, product: bool = False, limit: int | None = None,
-          on_point=None, qaft: QaftPlan | None = None) -> dict:
+          on_point=None, qaft: QaftPlan | None = None, previous: dict | None = None) -> dict:
     """The sweep document: float accuracy, one record per point (format, fields varied, accuracy, fxp digest,
     calibration saturations, and "qaft" where fine-tuned), and the smallest formats (smallest_within). on_point(doc)
     after each point. model_file, model_sha256: the float model's file and its sha256 (recorded);
-    shipped_ptq_digest: fxp_digest of the shipped PTQ model, to record whether the base point reproduces it."""
+    shipped_ptq_digest: fxp_digest of the shipped PTQ model, to record whether the base point reproduces it.
+    previous: an earlier document of the same sweep (`--resume`: same model, data, samples and calibration, else an
+    S4DInputError): its float accuracy and the points it measured are kept, only the others are evaluated."""
     limit = check_limit(limit)
     n = len(ds.y) if limit is None else min(limit, len(ds.y))
     base = FxpFormat()
@@ -278,8 +280,16 @@ def sweep(model_file: str, model_sha256: str, model, ds, grid: dict, calib, cali
            "mode": "one at a time + product" if product else "one at a time",
            "grid": {k: list(v) for k, v in grid.items()}, "base_format": dataclasses.asdict(base),
            "evaluation": pool.description, "n_points": len(points), "points": [], "complete": False}
-    logits = pool.evaluate({"float": model}, FLOAT_BACKEND, ds, n, BATCH, what=f"{ds.name} float")["float"]
-    doc["float_accuracy"] = _accuracy(logits, ds.y[:n])
+    kept = resumable_points(previous, doc, points) if previous is not None else {}
+    if previous is not None:
+        doc["float_accuracy"] = previous["float_accuracy"]
+        doc["resumed"] = {"points_kept": len(kept), "seconds_before": previous.get("seconds", 0.0),
+                          "runs": previous.get("resumed", {}).get("runs", 1) + 1}
+        t0 -= doc["resumed"]["seconds_before"]  # "seconds": the sweep's time in all its runs
+    else:
+        logits = pool.evaluate({"float": model}, FLOAT_BACKEND, ds, n, BATCH, what=f"{ds.name} float")["float"]
+        doc["float_accuracy"] = _accuracy(logits, ds.y[:n])
+    doc["points"] = list(kept.values())
     by_label = {p.label: p for p in points}
     make = functools.partial(ptq_at, model=model, calib=calib, calib_description=calib_description)
 
@@ -291,8 +301,10 @@ def sweep(model_file: str, model_sha256: str, model, ds, grid: dict, calib, cali
         if on_point is not None:
             on_point(doc)
 
-    pool.evaluate({p.label: p.fmt for p in points}, FXP_BACKEND, ds, n, BATCH, make_model=make, on_done=done,
-                  what=f"{ds.name} sweep ({len(points)} formats)")
+    todo = [p for p in points if p.label not in kept]
+    if todo:
+        pool.evaluate({p.label: p.fmt for p in todo}, FXP_BACKEND, ds, n, BATCH, make_model=make, on_done=done,
+                      what=f"{ds.name} sweep ({len(todo)} of {len(points)} formats)")
     order = [p.label for p in points]
     doc["points"].sort(key=lambda r: order.index(r["label"]))
     for r in doc["points"]:  # the digests, recomputed here (cheap): which integers each accuracy belongs to
@@ -309,6 +321,21 @@ def sweep(model_file: str, model_sha256: str, model, ds, grid: dict, calib, cali
     doc["evaluation"] = pool.description  # now that it ran: the workers it had
     doc["complete"] = True
     return doc
+
+
+RESUME_KEYS = ("model_sha256", "dataset", "split", "n", "backend", "float_backend", "calibration")
+
+
+def resumable_points(previous: dict, doc: dict, points) -> dict:
+    """{label: record} of the points an earlier run of the same sweep measured (the keys of RESUME_KEYS equal; each
+    record's format the point's); its QAFT results are not kept. An earlier run of another sweep is an S4DInputError."""
+    for key in RESUME_KEYS:
+        if previous.get(key) != doc[key]:
+            raise S4DInputError(f"--resume: the sweep in the output folder is another sweep ({key} {previous.get(key)!r}, "
+                                f"here {doc[key]!r}); use another --out, or drop --resume to start again")
+    fmts = {p.label: dataclasses.asdict(p.fmt) for p in points}
+    return {r["label"]: {k: r[k] for k in ("label", "varied", "format", "accuracy", "n")}
+            for r in previous["points"] if fmts.get(r.get("label")) == r["format"] and r.get("n") == doc["n"]}
 
 
 def _fine_tune(doc, tuned, model, calib, calib_description, plan: QaftPlan, pool: EvalPool, ds, n, on_point):
@@ -341,7 +368,8 @@ def sweep_markdown(doc: dict) -> str:
              f"{doc['n_split']} samples); every point a PTQ (calibration: {doc['calibration']}) evaluated with "
              f"`{doc['backend']}`; grid {doc['mode']} around the paper's format (SPEC.md 18.8). Float accuracy "
              f"(`{doc['float_backend']}`): **{100 * fa:.2f} %**. Wall time {doc.get('seconds', '?')} s on "
-             f"{doc['evaluation']}.", "",
+             f"{doc['evaluation']}" + (f" (in {doc['resumed']['runs']} runs, `--resume`)" if "resumed" in doc
+                                       else "") + ".", "",
              "| format (fields that differ from the paper's) | accuracy | vs float | calibration saturations |"
              + (" after QAFT |" if tuned else ""), "|---|---|---|---|" + ("---|" if tuned else "")]
     if not doc.get("complete"):

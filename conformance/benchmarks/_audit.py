@@ -219,3 +219,13 @@ def percentiles(data) -> dict:
     d = np.asarray(data, dtype=float)
     return {"p50": float(np.percentile(d, 50)), "p90": float(np.percentile(d, 90)),
             "p99": float(np.percentile(d, 99)), "max": float(d.max())}
+
+
+def percentile_figures(benchmark, per: str) -> dict:
+    """p50/p90/p99/max of the timed calls (from stats.data, kept here since committed runs strip it): in
+    latency_s (seconds per timed call, what `bench compare --stat p99` reads) and as us_<per>_p50 ... ."""
+    stats = getattr(getattr(benchmark, "stats", None), "stats", None)
+    pct = percentiles(getattr(stats, "data", None))
+    if not pct:
+        return {}
+    return {"latency_s": pct, **{f"us_{per}_{k}": v * 1e6 for k, v in pct.items()}}

@@ -10,7 +10,8 @@ Group:
                       SPEC.md 14.3, dequantised logits) of the default PTQ model (`quantize(model)`);
                       backend "reference": `StreamingSession.step(u_t)` (float64) of the same float model.
                       extra_info: config, batch, backend, us_per_token (one step of all N streams: mean; also
-                      median and min), us_per_token_per_stream (us_per_token / N), tokens_per_s (N / mean); on
+                      median and min), us_per_token_per_stream (us_per_token / N), tokens_per_s (N / mean),
+                      latency_s and us_per_token_p50/p90/p99/max (the timed steps' percentiles); on
                       numpy-fxp also the saturations counted while timing, and, once both of a (config, batch)
                       pair have run in the session: float64_us_per_token_median, ratio_to_float64 (median /
                       median), ratio_to_float64_mean, goal_ratio (2.0: the issue's goal for the integer path) and
@@ -113,4 +114,5 @@ def test_fxp_stream_latency(benchmark, one_core, name, batch, backend):
     figures = stream_figures(benchmark, batch)
     if figures:
         benchmark.extra_info.update(figures)
+        benchmark.extra_info.update(_audit.percentile_figures(benchmark, "per_token"))
         _record_pair(name, batch, backend, benchmark)

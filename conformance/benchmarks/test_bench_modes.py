@@ -177,16 +177,6 @@ def measure_stream(benchmark, backend, handle, mdl, batch: int, L: int, bench_se
     return logits
 
 
-def _scenario_figures(benchmark, batch: int, per: str) -> dict:
-    """p50/p90/p99/max of the timed calls (from stats.data, kept here since committed runs strip it): in
-    latency_s (seconds per timed call, what `bench compare --stat p99` reads) and as us_<per>_p50 ... ."""
-    stats = getattr(getattr(benchmark, "stats", None), "stats", None)
-    pct = _audit.percentiles(getattr(stats, "data", None))
-    if not pct:
-        return {}
-    return {"latency_s": pct, **{f"us_{per}_{k}": v * 1e6 for k, v in pct.items()}}
-
-
 def test_stream(benchmark, one_core, bench_case):
     name, path, cfg, L, batch, bench_set = bench_case
     backend, handle = _prepared(name, cfg)
@@ -201,7 +191,7 @@ def test_stream(benchmark, one_core, bench_case):
     figures = stream_figures(benchmark, batch)
     if figures:
         benchmark.extra_info.update(figures)
-        benchmark.extra_info.update(_scenario_figures(benchmark, batch, "per_token"))
+        benchmark.extra_info.update(_audit.percentile_figures(benchmark, batch, "per_token"))
     session = backend.open_session(handle, batch)
     tok = inputs(1, (1, batch, mdl.config.d_input))[0]
 
@@ -266,7 +256,7 @@ def test_whole_sample(benchmark, one_core, bench_case):
     if mean is not None:
         benchmark.extra_info.update(samples_per_s=batch / mean, tokens_per_s=batch * L / mean,
                                     us_per_sample=mean * 1e6 / batch)
-        benchmark.extra_info.update(_scenario_figures(benchmark, batch, "per_call"))
+        benchmark.extra_info.update(_audit.percentile_figures(benchmark, batch, "per_call"))
     u = inputs(0, (batch, L, mdl.config.d_input))
 
     def run():

@@ -131,3 +131,40 @@ def test_scheduler_with_workers_is_refused(capsys, tmp_path):
 
 def test_shard_text():
     assert str(Shard(100, 150)) == "samples 100..149" and len(Shard(100, 150)) == 50
+
+
+def _timed_shard(backend_name, model, ds, shard, batch):
+    """A shard function whose 'logits' are when it ran: column 0 its start, column 1 its end (time.time())."""
+    import time
+
+    t0 = time.time()
+    time.sleep(0.2)
+    out = np.zeros((len(shard), 10))
+    out[:, 0], out[:, 1] = t0, time.time()
+    return out
+
+
+def _most_at_once(logits) -> int:
+    spans = np.unique(logits[:, :2], axis=0)
+    return max(int(((spans[:, 0] <= t) & (t < spans[:, 1])).sum()) for t in spans[:, 0])
+
+
+@pytest.mark.slow
+def test_lava_shards_run_cores_over_two_at_a_time(pool, sdigits, monkeypatch):
+    # one Lava network keeps 2 cores busy (SPEC.md 18.7): on 2 cores a 2-worker LocalCluster runs one Lava shard at
+    # a time; other backends, and machines with cores for both, run a shard on every worker at once
+    monkeypatch.setattr(pool, "shard_fn", _timed_shard)
+    monkeypatch.setattr(distributed, "machine_cores", lambda: 2)
+    said = []
+    monkeypatch.setattr(pool, "say", said.append)
+    lava = pool.evaluate({"m": None}, "lava-fxp", sdigits, len(sdigits.y), 45)["m"]
+    assert lava.shape == (360, 10) and len(np.unique(lava[:, 0])) == 8 and _most_at_once(lava) == 1
+    assert said[-1] == ("evaluation: lava-fxp shards 1 at a time on the 2 workers (a Lava network keeps 2 cores busy "
+                        "by itself; this machine has 2)")
+    assert _most_at_once(pool.evaluate({"m": None}, "numpy-fxp", sdigits, 360, 45)["m"]) == 2
+    monkeypatch.setattr(distributed, "machine_cores", lambda: 4)
+    assert _most_at_once(pool.evaluate({"m": None}, "lava-float", sdigits, 360, 45)["m"]) == 2
+
+
+def test_lava_jobs_at_once():
+    assert [distributed.lava_jobs_at_once(c) for c in (1, 2, 3, 4, 16)] == [1, 1, 1, 2, 8]

@@ -108,6 +108,31 @@ def test_sweep_numbers_are_the_accuracy_tables(sdigits_sweep):
     assert "| weight_bits=4 |" in (sdigits_sweep / "sweep.md").read_text()
 
 
+SDIGITS_SWEEP = ["sweep", str(shipped_model("sdigits", "float")), "--dataset", "sdigits", "--grid", "weight_bits=4",
+                 "--grid", "rounding=half_up", "--no-dask"]
+
+
+def test_resume_evaluates_only_the_points_not_measured(sdigits_sweep, tmp_path, monkeypatch, capsys):
+    full = sw.load_sweep(sdigits_sweep / "sweep.json")
+    part = dict(full, points=[dict(p) for p in full["points"][:2]], complete=False)  # stopped after 2 points
+    part["points"][1]["accuracy"] = 0.5  # a kept point is not measured again
+    sw.write_sweep(part, tmp_path)
+    evaluated, evaluate = [], sw.EvalPool.evaluate
+    monkeypatch.setattr(sw.EvalPool, "evaluate",
+                        lambda self, models, *a, **k: evaluated.append(list(models)) or evaluate(self, models, *a, **k))
+    assert main([*SDIGITS_SWEEP, "--limit", "120", "--resume", "--out", str(tmp_path)]) == 0
+    assert "resuming the sweep in" in capsys.readouterr().out
+    doc = sw.load_sweep(tmp_path / "sweep.json")
+    assert evaluated == [["rounding=half_up"]]  # not the float model, not the two kept points
+    assert [p["accuracy"] for p in doc["points"]] == [full["points"][0]["accuracy"], 0.5, full["points"][2]["accuracy"]]
+    assert doc["complete"] and doc["resumed"]["points_kept"] == 2 and doc["resumed"]["runs"] == 2
+    assert doc["points"][1]["fxp_sha256"] == full["points"][1]["fxp_sha256"]
+    assert "(in 2 runs, `--resume`)" in (tmp_path / "sweep.md").read_text()
+    # the folder's sweep is of 120 samples: another sample count is another sweep, refused before any evaluation
+    assert main([*SDIGITS_SWEEP, "--limit", "60", "--resume", "--out", str(tmp_path)]) == 2
+    assert "--resume: the sweep in the output folder is another sweep (n 120, here 60)" in capsys.readouterr().err
+
+
 def test_the_report_shows_the_sweep_or_says_not_run(sdigits_sweep, tmp_path):
     page = build_report(tmp_path / "a", sweep_json=sdigits_sweep / "sweep.json")[0].read_text()
     section = page.split('<section id="sweep">')[1].split("</section>")[0]
