@@ -43,7 +43,7 @@ FULL_TEST_SIZES = {"sdigits": SDIGITS_N_TEST, "smnist": 10_000, "psmnist": 10_00
                    "scifar-gray": 10_000}
 # The Lava simulator costs ~2.5 ms per time step (SPEC.md 16.5); a full test split is hours of simulation.
 # A batched Lava run costs ~0.05-0.25 ms per sample-step at batch 64-256 on 2 cores (SPEC.md 16.5): the budget in
-# sample-steps covers a full 10,000 x 784 test split (about 35 min for lava-fxp, one process)
+# sample-steps covers a full 10,000 x 784 test split (measured: 19-20 min for lava-fxp, one process)
 LAVA_MAX_STEPS = 8_000_000
 LAVA_BATCH = 256  # streams of one Lava network (block-diagonal connections, SPEC.md 16.5); ~100 MB per layer output
 # Quoted figures (never measured here), each with its source and grade (SPEC.md 21.1): claim 4 is in no abstract.
@@ -274,8 +274,10 @@ def accuracy_table(datasets=("sdigits",), models_dir: Path = MODELS_DIR, data_di
             mf = files[model, kind]
             if mf is None:
                 row["note"] = missing_model_note(model, path)
+                # every column of the row says why, --backend or not: no backend can measure a missing model (a
+                # Lava-only run merged into the table would otherwise leave the other columns blank)
                 row["cells"] = {col: dataclasses.asdict(AccuracyCell(None, 0, note=row["note"]))
-                                for col in COLUMNS[kind] if backends is None or col in backends}
+                                for col in COLUMNS[kind]}
                 rows.append(row)
                 continue
             row["model_sha256"] = mf.sha256

@@ -119,8 +119,9 @@ def test_paper_rows_of_a_table_without_the_models(data, tmp_path):
     # paper-psmnist trains on psmnist, which this table does not measure
     assert {(row_model(r), r["dataset"]) for r in paper} == {("paper-smnist", "smnist"), ("paper-scifar", "scifar")}
     for r in paper:
-        assert r["note"] == NEEDS_GPU and r["cells"] and all(c["accuracy"] is None and c["note"] == NEEDS_GPU
-                                                             for c in r["cells"].values())
+        assert r["note"] == NEEDS_GPU and all(c["accuracy"] is None and c["note"] == NEEDS_GPU
+                                              for c in r["cells"].values())
+        assert set(r["cells"]) == set(COLUMNS[r["kind"]])  # every column, not only the two measured here
     md = table_markdown(table)
     assert md.count(NEEDS_GPU) == 2  # one footnote per recipe, shared by its rows' cells
     assert "| scifar (paper-scifar) | qaft | missing |" in md
