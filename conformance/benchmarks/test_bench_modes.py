@@ -191,7 +191,7 @@ def test_stream(benchmark, one_core, bench_case):
     figures = stream_figures(benchmark, batch)
     if figures:
         benchmark.extra_info.update(figures)
-        benchmark.extra_info.update(_audit.percentile_figures(benchmark, batch, "per_token"))
+        benchmark.extra_info.update(_audit.percentile_figures(benchmark, "per_token"))
     session = backend.open_session(handle, batch)
     tok = inputs(1, (1, batch, mdl.config.d_input))[0]
 
@@ -256,7 +256,7 @@ def test_whole_sample(benchmark, one_core, bench_case):
     if mean is not None:
         benchmark.extra_info.update(samples_per_s=batch / mean, tokens_per_s=batch * L / mean,
                                     us_per_sample=mean * 1e6 / batch)
-        benchmark.extra_info.update(_audit.percentile_figures(benchmark, batch, "per_call"))
+        benchmark.extra_info.update(_audit.percentile_figures(benchmark, "per_call"))
     u = inputs(0, (batch, L, mdl.config.d_input))
 
     def run():

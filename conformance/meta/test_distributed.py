@@ -133,15 +133,18 @@ def test_shard_text():
     assert str(Shard(100, 150)) == "samples 100..149" and len(Shard(100, 150)) == 50
 
 
-def _timed_shard(backend_name, model, ds, shard, batch):
-    """A shard function whose 'logits' are when it ran: column 0 its start, column 1 its end (time.time())."""
-    import time
+def _timed():
+    """A shard function whose 'logits' are when it ran: column 0 its start, column 1 its end (time.time()). A closure,
+    so that Dask ships it by value: workers need not import this test module (under tox they cannot)."""
+    def shard_fn(backend_name, model, ds, shard, batch):
+        import time
 
-    t0 = time.time()
-    time.sleep(0.2)
-    out = np.zeros((len(shard), 10))
-    out[:, 0], out[:, 1] = t0, time.time()
-    return out
+        t0 = time.time()
+        time.sleep(0.2)
+        out = np.zeros((len(shard), 10))
+        out[:, 0], out[:, 1] = t0, time.time()
+        return out
+    return shard_fn
 
 
 def _most_at_once(logits) -> int:
@@ -153,7 +156,7 @@ def _most_at_once(logits) -> int:
 def test_lava_shards_run_cores_over_two_at_a_time(pool, sdigits, monkeypatch):
     # one Lava network keeps 2 cores busy (SPEC.md 18.7): on 2 cores a 2-worker LocalCluster runs one Lava shard at
     # a time; other backends, and machines with cores for both, run a shard on every worker at once
-    monkeypatch.setattr(pool, "shard_fn", _timed_shard)
+    monkeypatch.setattr(pool, "shard_fn", _timed())
     monkeypatch.setattr(distributed, "machine_cores", lambda: 2)
     said = []
     monkeypatch.setattr(pool, "say", said.append)
