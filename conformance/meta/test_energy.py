@@ -263,8 +263,8 @@ def test_jetson_background_sampler():
     deadline = time.monotonic() + 2.0
     while len(seen) < 8 and time.monotonic() < deadline:
         time.sleep(0.005)
+    meter.close()  # stop the thread first: a tick between a read and close() would extend seen past the read
     joules = meter.read_joules()
-    meter.close()
     assert len(seen) >= 8 and not meter._thread.is_alive()
     assert joules == pytest.approx(4.0 * (seen[-1] - seen[0]))  # constant power: every trapezoid counted once
 
