@@ -12,6 +12,7 @@ from .base import Availability, Backend, BackendInfo, BackendRun, Delays, Sessio
 from .discovery import BUILT_IN, ENTRY_POINT_GROUP, BackendSource, entry_point_sources, import_path_source
 from .lava_float import LavaFloatBackend
 from .lava_fxp import LavaFxpBackend
+from .lava_runtime import LavaSimBackend
 from .loihi2 import Loihi2Backend
 from .numpy_fxp import NumpyFxpBackend
 from .reference import ReferenceBackend
@@ -56,6 +57,14 @@ def resolve_backend(spec: str) -> BackendSource:
     return found[0]
 
 
+def runs_lava_simulator(name: str) -> bool:
+    """Whether the built-in backend `name` runs networks on the Lava simulator (each costs ~2.5 ms per time step
+    and keeps cores busy by itself, SPEC.md 16.5): the accuracy table's budget and the evaluation pool's lease
+    depend on it."""
+    cls = REGISTRY.get(name)
+    return cls is not None and issubclass(cls, LavaSimBackend)
+
+
 def get_backend(name: str) -> Backend:
     """An instance of the backend `name` names (resolve_backend), constructed once per call."""
     return resolve_backend(name).create()
@@ -76,4 +85,5 @@ __all__ = [
     "backend_sources",
     "get_backend",
     "resolve_backend",
+    "runs_lava_simulator",
 ]

@@ -1,6 +1,6 @@
 """The precision sweep (`s4dconf sweep`, SPEC.md 18.8) in the report and as a PNG: accuracy against each swept
 format field, one panel per field, with the float accuracy, the WITHIN_POINTS band below it and the paper's format
-marked. Only measured points are drawn."""
+marked. Only measured points are drawn (a refused format, one that cannot hold the model, is in the table only)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,7 +16,7 @@ def _line(doc: dict, field: str, qaft: bool = False) -> list[tuple]:
     """(value, accuracy %) of a dimension's line: the paper's format and the points varying `field` alone (qaft: the
     accuracy after QAFT, at the points fine-tuned)."""
     pts = [(p["format"][field], 100 * (p["qaft"]["accuracy"] if qaft else p["accuracy"])) for p in doc["points"]
-           if p["varied"] in ([], [field]) and (not qaft or "qaft" in p)]
+           if p["varied"] in ([], [field]) and p["accuracy"] is not None and (not qaft or "qaft" in p)]
     return sorted(pts, key=lambda v: (isinstance(v[0], str), v[0]))
 
 

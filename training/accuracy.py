@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from s4dconf.backends import get_backend
+from s4dconf.backends import get_backend, runs_lava_simulator
 from s4dconf.backends.aligned import aligned_run
 from s4dconf.fixedpoint.formats import FXP_SCHEMA, read_model_file
 from s4dconf.reference.modelfile import MODEL_SCHEMA
@@ -290,12 +290,12 @@ def accuracy_table(datasets=("sdigits",), models_dir: Path = MODELS_DIR, data_di
                 n = len(ds.y) if limit is None else min(limit, len(ds.y))
                 if not av.available:
                     cell = AccuracyCell(None, 0, note=f"not available: {av.reason}")
-                elif col.startswith("lava") and n * ds.length > LAVA_MAX_STEPS:
+                elif runs_lava_simulator(col) and n * ds.length > LAVA_MAX_STEPS:
                     cell = AccuracyCell(None, 0, note=f"not run: {n} samples x {ds.length} steps on the Lava simulator "
                                               f"(~0.2 ms per sample-step at batch {LAVA_BATCH}, SPEC.md 16.5) exceeds the "
                                               f"budget of {LAVA_MAX_STEPS} sample-steps")
                 else:
-                    cell = measure(b, mf.model, ds, limit, batch=LAVA_BATCH if col.startswith("lava") else 500,
+                    cell = measure(b, mf.model, ds, limit, batch=LAVA_BATCH if runs_lava_simulator(col) else 500,
                                    runner=runner)
                 progress(f"{model:8s} {kind:5s} {col:11s} "
                          + (f"{cell.accuracy:.4f} ({cell.n} samples, {cell.seconds} s, "

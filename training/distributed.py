@@ -20,12 +20,16 @@ task that raises is retried `retries` times; what still fails is a ShardError na
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import importlib.util
 import os
 import uuid
+from pathlib import Path
 
 import numpy as np
 
-from s4dconf.backends import get_backend
+from s4dconf.backends import get_backend, runs_lava_simulator
+from s4dconf.reference.validate import S4DInputError
 
 from .accuracy import _bar, last_logits
 
@@ -129,17 +133,41 @@ def machine_cores() -> int:
         return os.cpu_count() or 1
 
 
+# The subpackages a shard's code path runs (the model file readers, the backends, the evaluation itself).
+SHARD_CODE = ("reference", "fixedpoint", "backends", "training")
+
+
+def code_fingerprint() -> str:
+    """s4dconf's version and a sha256 of the source of SHARD_CODE: equal on two machines when their shards compute
+    with the same code (a worker with another checkout would give other numbers, or fail to unpickle a task, which
+    Dask does not report: the job hangs)."""
+    from s4dconf import __version__
+
+    h = hashlib.sha256()
+    for sub in SHARD_CODE:
+        root = Path(importlib.util.find_spec(f"s4dconf.{sub}").submodule_search_locations[0])
+        for f in sorted(root.rglob("*.py")):
+            h.update(f"{sub}/{f.relative_to(root).as_posix()}\0".encode() + f.read_bytes())
+    return f"s4dconf {__version__}, code sha256 {h.hexdigest()[:16]}"
+
+
+class WorkerMismatch(S4DInputError):
+    """Dask workers that cannot run this process's shards (s4dconf missing there, or other code): the cluster the
+    user named is not usable, as a bad input is."""
+
+
 class EvalPool:
     """Where shards run (module docstring). Use as a context manager, or call close()."""
 
     def __init__(self, scheduler: str | None = None, workers: int | None = None, use_dask: bool = True,
-                 retries: int = DEFAULT_RETRIES, shard_fn=shard_logits, say=print, bar: bool = True):
+                 retries: int = DEFAULT_RETRIES, shard_fn=shard_logits, say=print, bar: bool = True,
+                 connect_timeout_s: float = 30.0):
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise ValueError(f"workers must be a positive integer, got {workers!r}")
         if scheduler is not None and workers is not None:
             raise ValueError("workers sizes the LocalCluster started here; a scheduler's cluster has its own")
         self.scheduler, self.workers, self.retries = scheduler, workers, retries
-        self.shard_fn, self.say, self.bar = shard_fn, say, bar
+        self.shard_fn, self.say, self.bar, self.connect_timeout_s = shard_fn, say, bar, connect_timeout_s
         self.why_local = "--no-dask" if not use_dask else dask_missing()
         self._client = self._cluster = None
 
@@ -162,7 +190,11 @@ class EvalPool:
             from distributed import Client, LocalCluster
 
             if self.scheduler:
-                self._client = Client(self.scheduler)
+                try:
+                    self._client = Client(self.scheduler, timeout=self.connect_timeout_s)
+                except OSError as e:  # refused, unknown host, timed out: Dask retries until the timeout, then this
+                    raise S4DInputError(f"cannot reach the Dask scheduler at {self.scheduler} ({e}); start one with "
+                                        "`dask scheduler` (README), or drop --scheduler") from None
             else:
                 import dask
 
@@ -170,8 +202,31 @@ class EvalPool:
                     self._cluster = LocalCluster(n_workers=self.workers or machine_cores(), threads_per_worker=1,
                                                  processes=True, dashboard_address=None)
                 self._client = Client(self._cluster)
+            self.check_workers()
             self.say(f"evaluation: {self.description}")
         return self._client
+
+    def check_workers(self) -> None:
+        """WorkerMismatch unless every worker imports s4dconf with this process's code (code_fingerprint). Checked
+        once, when the client connects; a worker that joins later is not."""
+        want = code_fingerprint()
+
+        def probe():  # a closure, so Dask ships it by value: it runs even where s4dconf does not import
+            import importlib
+
+            try:
+                return importlib.import_module("s4dconf.training.distributed").code_fingerprint()
+            except Exception as e:  # noqa: BLE001 - whatever stops the import is the answer
+                return f"s4dconf does not import ({type(e).__name__}: {e})"
+
+        bad = {w: got for w, got in self._client.run(probe).items() if got != want}
+        if bad:
+            where = self.scheduler or "the LocalCluster"
+            lines = "; ".join(f"{w}: {got}" for w, got in sorted(bad.items()))
+            self.close()
+            raise WorkerMismatch(f"Dask workers of {where} cannot run this evaluation: here {want}, on {len(bad)} "
+                                 f"worker(s): {lines}. Install this checkout where the workers run (pip install -e "
+                                 f"'.[dask]') and restart them, or use --no-dask")
 
     def n_workers(self) -> int:
         """Workers to plan shards for (an existing cluster is asked; a LocalCluster is not started for this)."""
@@ -271,6 +326,8 @@ class EvalPool:
             if bar is not None:
                 bar.close()
             client.cancel([f for _, _, f in futures.values()] + list(model_fs.values()) + [ds_f])
+            if lease is not None:
+                lease.close()  # the scheduler keeps a semaphore until it is closed
         return {key: out[key] for key in models}
 
     def _lava_lease(self, backend_name: str):
@@ -278,15 +335,16 @@ class EvalPool:
         LocalCluster started here when it has more workers than that; else None. (Worker restrictions do not do it:
         work stealing moves loosely restricted tasks, and strictly restricted ones wait forever for a worker that
         died and came back under a new address.) A cluster of the user's (--scheduler) is theirs to size (README)."""
-        if self._cluster is None or not backend_name.startswith("lava"):
+        if self._cluster is None or not runs_lava_simulator(backend_name):
             return None
-        n, k = len(self._client.scheduler_info().get("workers", {})), lava_jobs_at_once(machine_cores())
+        cores = machine_cores()
+        n, k = len(self._client.scheduler_info().get("workers", {})), lava_jobs_at_once(cores)
         if n <= k:
             return None
         from distributed import Semaphore
 
         self.say(f"evaluation: {backend_name} shards {k} at a time on the {n} workers (a Lava network keeps "
-                 f"{LAVA_NETWORK_CORES} cores busy by itself; this machine has {machine_cores()})")
+                 f"{LAVA_NETWORK_CORES} cores busy by itself; this machine has {cores})")
         return Semaphore(max_leases=k, name=f"lava-{uuid.uuid4().hex[:8]}")
 
     def _failure(self, f, key, i, shards, model_f, what) -> ShardError:

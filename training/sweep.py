@@ -14,8 +14,10 @@ of its field. On that line, the smallest value within WITHIN_POINTS is the least
 accuracy(v) >= float accuracy - WITHIN_POINTS / 100 (numbers: the least; text fields, e.g. rounding: every value that
 qualifies, in grid order).
 
-Every point is PTQ'd (fixedpoint/quantize.py) with the same calibration set (by default the recipe's: the base point
-reproduces the shipped `<recipe>-ptq.npz`) where it is evaluated, points x shards as one Dask job (distributed.py).
+Every point is PTQ'd (fixedpoint/quantize.py) here, once, with the same calibration set (by default the recipe's: the
+base point reproduces the shipped `<recipe>-ptq.npz`); the models are evaluated as one Dask job, points x shards
+(distributed.py). A format that cannot hold the model (a coefficient or weight that does not fit its bits:
+quantize's S4DInputError) is a point "refused", with that message and no accuracy, and the sweep goes on.
 
 QAFT at named points (`--qaft-at`, QaftPlan): each named point's PTQ model is fine-tuned with the recipe's QAFT
 settings (recipes.QAFT_SETTINGS, SPEC.md 18.3) starting from the float model, here, one point after the other (torch
@@ -233,7 +235,7 @@ def smallest_within(points: list[dict], float_accuracy: float, base: dict, field
     out = {}
     for field in fields:
         line = [p for p in points if p["varied"] in ([], [field])]
-        ok = [p["format"][field] for p in line if p["accuracy"] >= floor]
+        ok = [p["format"][field] for p in line if p["accuracy"] is not None and p["accuracy"] >= floor]
         if isinstance(base[field], str):
             out[field] = {"within": list(dict.fromkeys(ok))}
         else:
@@ -301,21 +303,34 @@ def sweep(model_file: str, model_sha256: str, model, ds, grid: dict, calib, cali
         if on_point is not None:
             on_point(doc)
 
-    todo = [p for p in points if p.label not in kept]
-    if todo:
-        pool.evaluate({p.label: p.fmt for p in todo}, FXP_BACKEND, ds, n, BATCH, make_model=make, on_done=done,
-                      what=f"{ds.name} sweep ({len(todo)} of {len(points)} formats)")
+    built = {}
+    for p in (p for p in points if p.label not in kept):  # ~4 s a PTQ on smnist: less than one shard
+        try:
+            built[p.label] = make(p.fmt)
+        except S4DInputError as e:  # this format cannot hold the model: a finding of the sweep, not its end
+            print(f"sweep: {p.label}: refused: {e}", flush=True)
+            doc["points"].append({"label": p.label, "varied": list(p.varied), "format": dataclasses.asdict(p.fmt),
+                                  "accuracy": None, "n": n, "refused": str(e)})
+    if built:
+        pool.evaluate(built, FXP_BACKEND, ds, n, BATCH, on_done=done,
+                      what=f"{ds.name} sweep ({len(built)} of {len(points)} formats)")
     order = [p.label for p in points]
     doc["points"].sort(key=lambda r: order.index(r["label"]))
-    for r in doc["points"]:  # the digests, recomputed here (cheap): which integers each accuracy belongs to
-        fxp = make(by_label[r["label"]].fmt)
-        r["fxp_sha256"] = fxp_digest(fxp)
-        r["calibration_saturations"] = fxp.provenance.get("calibration_saturations", {})
+    for r in doc["points"]:  # which integers each accuracy belongs to (a kept point's model is built again)
+        if r["accuracy"] is not None:
+            fxp = built[r["label"]] if r["label"] in built else make(by_label[r["label"]].fmt)
+            r["fxp_sha256"] = fxp_digest(fxp)
+            r["calibration_saturations"] = fxp.provenance.get("calibration_saturations", {})
+    refused = {r["label"] for r in doc["points"] if r["accuracy"] is None}
+    if refused & {p.label for p in tuned}:
+        print(f"sweep: no QAFT at {', '.join(sorted(refused & {p.label for p in tuned}))}: the format is refused",
+              flush=True)
+        tuned = [p for p in tuned if p.label not in refused]
     if tuned:
         _fine_tune(doc, tuned, model, calib, calib_description, qaft, pool, ds, n, on_point)
     base_row = doc["points"][0]
     if shipped_ptq_digest is not None:
-        doc["base_is_shipped_ptq"] = base_row["fxp_sha256"] == shipped_ptq_digest
+        doc["base_is_shipped_ptq"] = base_row.get("fxp_sha256") == shipped_ptq_digest
     doc["smallest_within"] = smallest_within(doc["points"], doc["float_accuracy"], base_row["format"], grid)
     doc["seconds"] = round(time.perf_counter() - t0, 1)
     doc["evaluation"] = pool.description  # now that it ran: the workers it had
@@ -328,14 +343,15 @@ RESUME_KEYS = ("model_sha256", "dataset", "split", "n", "backend", "float_backen
 
 def resumable_points(previous: dict, doc: dict, points) -> dict:
     """{label: record} of the points an earlier run of the same sweep measured (the keys of RESUME_KEYS equal; each
-    record's format the point's); its QAFT results are not kept. An earlier run of another sweep is an S4DInputError."""
+    record's format the point's); its QAFT results are not kept, nor its refused points (refusing again is cheap). An earlier run of another sweep is an S4DInputError."""
     for key in RESUME_KEYS:
         if previous.get(key) != doc[key]:
             raise S4DInputError(f"--resume: the sweep in the output folder is another sweep ({key} {previous.get(key)!r}, "
                                 f"here {doc[key]!r}); use another --out, or drop --resume to start again")
     fmts = {p.label: dataclasses.asdict(p.fmt) for p in points}
     return {r["label"]: {k: r[k] for k in ("label", "varied", "format", "accuracy", "n")}
-            for r in previous["points"] if fmts.get(r.get("label")) == r["format"] and r.get("n") == doc["n"]}
+            for r in previous["points"]
+            if fmts.get(r.get("label")) == r["format"] and r.get("n") == doc["n"] and r["accuracy"] is not None}
 
 
 def _fine_tune(doc, tuned, model, calib, calib_description, plan: QaftPlan, pool: EvalPool, ds, n, on_point):
@@ -376,6 +392,9 @@ def sweep_markdown(doc: dict) -> str:
         lines[2] += (f" **Incomplete: {len(doc['points'])} of {doc.get('n_points', '?')} points so far** (the sweep "
                      "is running, or stopped).")
     for p in doc["points"]:
+        if p["accuracy"] is None:
+            lines.append(f"| {p['label']} | refused | - | {p['refused']} |" + (" - |" if tuned else ""))
+            continue
         sat = p.get("calibration_saturations") or {}
         q = p.get("qaft")
         lines.append(f"| {p['label']} | {100 * p['accuracy']:.2f} % | {100 * (p['accuracy'] - fa):+.2f} | "
@@ -403,9 +422,13 @@ def check_sweep(doc, what: str = "sweep file") -> dict:
     if not isinstance(doc.get("float_accuracy"), float) or not isinstance(doc.get("points"), list):
         raise S4DInputError(f"{what}: needs 'float_accuracy' (a number) and 'points' (a list)")
     for i, p in enumerate(doc["points"]):
-        if not (isinstance(p, dict) and isinstance(p.get("format"), dict) and isinstance(p.get("accuracy"), float)
-                and isinstance(p.get("varied"), list)):
-            raise S4DInputError(f"{what}: points[{i}] needs 'format' (an object), 'varied' (a list) and 'accuracy'")
+        if not (isinstance(p, dict) and isinstance(p.get("format"), dict) and isinstance(p.get("varied"), list)
+                and isinstance(p.get("label"), str) and type(p.get("n")) is int and p["n"] > 0
+                and (isinstance(p.get("accuracy"), float) or "accuracy" in p and p["accuracy"] is None
+                     and isinstance(p.get("refused"), str))):
+            raise S4DInputError(f"{what}: points[{i}] needs 'label' (a string), 'format' (an object), 'varied' (a "
+                                "list), 'accuracy' (a number, or null with 'refused': why the format cannot hold the "
+                                "model) and 'n' (the samples it was measured on, > 0)")
     return doc
 
 

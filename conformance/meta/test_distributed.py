@@ -171,3 +171,48 @@ def test_lava_shards_run_cores_over_two_at_a_time(pool, sdigits, monkeypatch):
 
 def test_lava_jobs_at_once():
     assert [distributed.lava_jobs_at_once(c) for c in (1, 2, 3, 4, 16)] == [1, 1, 1, 2, 8]
+
+
+def test_runs_lava_simulator_names_the_simulator_backends_only():
+    from s4dconf.backends import REGISTRY, runs_lava_simulator
+
+    assert sorted(n for n in REGISTRY if runs_lava_simulator(n)) == ["lava-float", "lava-fxp"]
+    assert not runs_lava_simulator("lava-not-a-backend") and not runs_lava_simulator("loihi2")
+
+
+@pytest.mark.slow
+def test_workers_with_other_code_are_refused_before_any_work(pool, monkeypatch):
+    address = pool.client().scheduler.address
+    monkeypatch.setattr(distributed, "code_fingerprint", lambda: "s4dconf 0.0, code sha256 0123456789abcdef")
+    other = EvalPool(address, say=lambda _: None, bar=False)  # this process now "has other code" than the workers
+    with pytest.raises(distributed.WorkerMismatch, match=(
+            rf"Dask workers of {address} cannot run this evaluation: here s4dconf 0.0, code sha256 0123456789abcdef, "
+            r"on 2 worker\(s\): tcp://.*: s4dconf \d+\.\d+\.\d+, code sha256 [0-9a-f]{16}.*pip install -e")):
+        other.client()
+    assert other._client is None  # closed, nothing submitted
+
+
+def test_an_unreachable_scheduler_is_bad_input():
+    pytest.importorskip("distributed", reason="dask is an optional extra: pip install -e '.[dask]'")
+    pool = EvalPool("tcp://127.0.0.1:1", say=lambda _: None, bar=False, connect_timeout_s=1.0)
+    with pytest.raises(distributed.S4DInputError, match=r"cannot reach the Dask scheduler at tcp://127.0.0.1:1 \(.*\); "
+                                                        r"start one with `dask scheduler`"):
+        pool.client()
+
+
+def test_code_fingerprint_follows_the_shard_code(tmp_path, monkeypatch):
+    import importlib.util
+    import types
+
+    for sub in distributed.SHARD_CODE:
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "a.py").write_text("x = 1\n")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: types.SimpleNamespace(
+        submodule_search_locations=[str(tmp_path / name.split(".")[1])]))
+    before = distributed.code_fingerprint()
+    assert before == distributed.code_fingerprint()
+    (tmp_path / "backends" / "a.py").write_text("x = 2\n")  # one changed line of a backend: other code
+    changed = distributed.code_fingerprint()
+    (tmp_path / "backends" / "a.py").write_text("x = 1\n")
+    (tmp_path / "backends" / "b.py").write_text("")  # a file more: other code
+    assert len({before, changed, distributed.code_fingerprint()}) == 3

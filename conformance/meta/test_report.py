@@ -147,9 +147,10 @@ SWEEP = {"schema": "s4dconf-sweep/1", "model_file": "m-float.npz", "dataset": "s
          "n_split": 10000, "backend": "numpy-fxp", "float_backend": "reference", "calibration": "test",
          "within_points": 1.0, "mode": "one at a time", "grid": {"weight_bits": [4]}, "evaluation": "one process",
          "base_format": {"weight_bits": 8}, "float_accuracy": 0.98, "seconds": 1.0, "complete": True,
-         "points": [{"label": "paper format", "varied": [], "format": {"weight_bits": 8}, "accuracy": 0.97},
+         "points": [{"label": "paper format", "varied": [], "format": {"weight_bits": 8}, "accuracy": 0.97,
+                     "n": 100},
                     {"label": "weight_bits=4", "varied": ["weight_bits"], "format": {"weight_bits": 4},
-                     "accuracy": 0.5}],
+                     "accuracy": 0.5, "n": 100}],
          "smallest_within": {"weight_bits": {"smallest": 8, "accuracy": 0.97}}}
 EXPECTED_PNGS = {"errors-relative.png", "errors-snr.png", "bench-latency-benchmark.png",
                  "bench-throughput-benchmark.png", "bench-latency-benchmark-here.png",

@@ -3,6 +3,7 @@ end-to-end sweep of the shipped sdigits model whose numbers are checked against 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 
 import pytest
@@ -131,6 +132,32 @@ def test_resume_evaluates_only_the_points_not_measured(sdigits_sweep, tmp_path, 
     # the folder's sweep is of 120 samples: another sample count is another sweep, refused before any evaluation
     assert main([*SDIGITS_SWEEP, "--limit", "60", "--resume", "--out", str(tmp_path)]) == 2
     assert "--resume: the sweep in the output folder is another sweep (n 120, here 60)" in capsys.readouterr().err
+
+
+def test_a_format_that_cannot_hold_the_model_is_a_refused_point_not_the_end(tmp_path, capsys):
+    # Q14 coefficients in 16 bits: |Re(C)| of the shipped sdigits model reaches 4.2, which needs 18 bits
+    assert main([*SDIGITS_SWEEP[:4], "--grid", "frac_bits=10,14", "--limit", "60", "--no-dask", "--out",
+                 str(tmp_path)]) == 0
+    assert "sweep: frac_bits=14: refused: layer0 Re(C)" in capsys.readouterr().out
+    doc = sw.load_sweep(tmp_path / "sweep.json")
+    by = {p["label"]: p for p in doc["points"]}
+    assert doc["complete"] and list(by) == ["paper format", "frac_bits=10", "frac_bits=14"]
+    assert by["frac_bits=14"]["accuracy"] is None and "fxp_sha256" not in by["frac_bits=14"]
+    assert by["frac_bits=14"]["refused"].endswith("does not fit coef_bits=16 with 14 fractional bits; use coef_bits >= 18")
+    assert isinstance(by["frac_bits=10"]["accuracy"], float) and doc["smallest_within"]["frac_bits"]["smallest"] != 14
+    assert "| frac_bits=14 | refused | - | layer0 Re(C)" in (tmp_path / "sweep.md").read_text()
+    assert (tmp_path / "sweep.png").is_file()  # the plot leaves it out
+    assert sw.resumable_points(doc, doc, sw.grid_points({"frac_bits": [10, 14]}, FxpFormat(), False)).keys() == {
+        "paper format", "frac_bits=10"}  # --resume refuses it again rather than keep it
+
+
+@pytest.mark.parametrize("drop", ["n", "label", "accuracy"])
+def test_a_sweep_point_without_its_sample_count_or_label_is_refused(sdigits_sweep, tmp_path, drop):
+    doc = sw.load_sweep(sdigits_sweep / "sweep.json")
+    del doc["points"][1][drop]  # --resume would otherwise keep a point it cannot tell was measured on the same samples
+    (tmp_path / "sweep.json").write_text(json.dumps(doc))
+    with pytest.raises(S4DInputError, match=r"sweep file .*sweep.json: points\[1\] needs 'label' \(a string\)"):
+        sw.load_sweep(tmp_path / "sweep.json")
 
 
 def test_the_report_shows_the_sweep_or_says_not_run(sdigits_sweep, tmp_path):
