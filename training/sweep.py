@@ -393,7 +393,8 @@ def sweep_markdown(doc: dict) -> str:
                      "is running, or stopped).")
     for p in doc["points"]:
         if p["accuracy"] is None:
-            lines.append(f"| {p['label']} | refused | - | {p['refused']} |" + (" - |" if tuned else ""))
+            why = p["refused"].replace("|", "\\|")  # PTQ's message says "max |value|": not a column break
+            lines.append(f"| {p['label']} | refused | - | {why} |" + (" - |" if tuned else ""))
             continue
         sat = p.get("calibration_saturations") or {}
         q = p.get("qaft")
