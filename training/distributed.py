@@ -112,10 +112,6 @@ def _same(x):
     return x
 
 
-def _model_of(make_model, value):
-    return make_model(value)
-
-
 def dask_missing() -> str | None:
     """None when dask.distributed imports, else why not (with how to install it)."""
     try:
@@ -254,27 +250,23 @@ class EvalPool:
         name = getattr(backend, "name", "") or type(backend).__name__
         return self.evaluate({name: model}, name, ds, n, batch, what=f"{ds.name} {name}")[name]
 
-    def evaluate(self, models: dict, backend_name: str, ds, n: int, batch: int, make_model=None, on_done=None,
+    def evaluate(self, models: dict, backend_name: str, ds, n: int, batch: int, on_done=None,
                  what: str = "") -> dict:
-        """{key: (n, classes) logits of samples 0..n-1} for every model of `models` ({key: model}, or {key: value}
-        with make_model(value) building each model where it runs, e.g. a PTQ per format). on_done(key, logits) is
-        called as each model's shards are all in. Raises ShardError naming the samples of a shard that failed."""
+        """{key: (n, classes) logits of samples 0..n-1} for every model of `models` ({key: model}). on_done(key,
+        logits) is called as each model's shards are all in. Raises ShardError naming the samples of a shard that
+        failed."""
         shards = plan_shards(n, batch, SHARDS_PER_WORKER * self.n_workers())
         if self.why_local or len(shards) * len(models) == 1:
-            return self._evaluate_here(models, backend_name, ds, shards, batch, make_model, on_done, what)
-        return self._evaluate_dask(models, backend_name, ds, shards, batch, make_model, on_done, what)
+            return self._evaluate_here(models, backend_name, ds, shards, batch, on_done, what)
+        return self._evaluate_dask(models, backend_name, ds, shards, batch, on_done, what)
 
     def _progress(self, total: int, what: str):
         return _bar(total, what) if self.bar else None
 
-    def _evaluate_here(self, models, backend_name, ds, shards, batch, make_model, on_done, what) -> dict:
+    def _evaluate_here(self, models, backend_name, ds, shards, batch, on_done, what) -> dict:
         out = {}
         bar = self._progress(len(models) * shards[-1].stop, what)
-        for key, value in models.items():
-            try:
-                model = value if make_model is None else make_model(value)
-            except Exception as e:
-                raise ShardError(f"{what}: building the model of {key!r} failed: {type(e).__name__}: {e}") from e
+        for key, model in models.items():
             parts = []
             for i, s in enumerate(shards):
                 try:
@@ -290,7 +282,7 @@ class EvalPool:
             bar.close()
         return out
 
-    def _evaluate_dask(self, models, backend_name, ds, shards, batch, make_model, on_done, what) -> dict:
+    def _evaluate_dask(self, models, backend_name, ds, shards, batch, on_done, what) -> dict:
         from distributed import as_completed
 
         client = self.client()
@@ -298,10 +290,8 @@ class EvalPool:
         tag = uuid.uuid4().hex[:8]
         ds_f = client.submit(_same, ds, key=f"dataset-{tag}")
         futures, model_fs = {}, {}
-        for j, (key, value) in enumerate(models.items()):
-            model_fs[key] = (client.submit(_same, value, key=f"model-{tag}-{j}") if make_model is None else
-                             client.submit(_model_of, make_model, value, key=f"model-{tag}-{j}",
-                                           retries=self.retries))
+        for j, (key, model) in enumerate(models.items()):
+            model_fs[key] = client.submit(_same, model, key=f"model-{tag}-{j}")
             for i, s in enumerate(shards):
                 f = client.submit(_holding, lease, self.shard_fn, backend_name, model_fs[key], ds_f, s, batch,
                                   key=f"shard-{tag}-{j}-{i}", retries=self.retries)
@@ -313,7 +303,7 @@ class EvalPool:
             for f in as_completed([f for _, _, f in futures.values()]):
                 key, i, _ = futures[f.key]
                 if f.status != "finished":
-                    raise self._failure(f, key, i, shards, model_fs[key], what)
+                    raise self._failure(f, key, i, shards, what)
                 parts[key][i] = f.result()
                 f.release()
                 if bar is not None:
@@ -347,16 +337,12 @@ class EvalPool:
                  f"{LAVA_NETWORK_CORES} cores busy by itself; this machine has {cores})")
         return Semaphore(max_leases=k, name=f"lava-{uuid.uuid4().hex[:8]}")
 
-    def _failure(self, f, key, i, shards, model_f, what) -> ShardError:
-        if model_f.status == "error":
-            e = model_f.exception()
-            err = ShardError(f"{what}: building the model of {key!r} failed: {type(e).__name__}: {e}")
-        else:
-            try:
-                e = f.exception()
-            except Exception as lost:  # cancelled or lost: no exception object to show
-                e = lost
-            err = ShardError(_shard_failed(what, key, i, shards, e, self.retries))
+    def _failure(self, f, key, i, shards, what) -> ShardError:
+        try:
+            e = f.exception()
+        except Exception as lost:  # cancelled or lost: no exception object to show
+            e = lost
+        err = ShardError(_shard_failed(what, key, i, shards, e, self.retries))
         err.__cause__ = e if isinstance(e, BaseException) else None
         return err
 

@@ -295,10 +295,12 @@ def sweep(model_file: str, model_sha256: str, model, ds, grid: dict, calib, cali
     by_label = {p.label: p for p in points}
     make = functools.partial(ptq_at, model=model, calib=calib, calib_description=calib_description)
 
+    def record(p, accuracy, **more) -> dict:
+        return {"label": p.label, "varied": list(p.varied), "format": dataclasses.asdict(p.fmt),
+                "accuracy": accuracy, "n": n, **more}
+
     def done(label, logits):
-        p = by_label[label]
-        doc["points"].append({"label": label, "varied": list(p.varied), "format": dataclasses.asdict(p.fmt),
-                              "accuracy": _accuracy(logits, ds.y[:n]), "n": n})
+        doc["points"].append(record(by_label[label], _accuracy(logits, ds.y[:n])))
         doc["seconds"] = round(time.perf_counter() - t0, 1)
         if on_point is not None:
             on_point(doc)
@@ -309,8 +311,7 @@ def sweep(model_file: str, model_sha256: str, model, ds, grid: dict, calib, cali
             built[p.label] = make(p.fmt)
         except S4DInputError as e:  # this format cannot hold the model: a finding of the sweep, not its end
             print(f"sweep: {p.label}: refused: {e}", flush=True)
-            doc["points"].append({"label": p.label, "varied": list(p.varied), "format": dataclasses.asdict(p.fmt),
-                                  "accuracy": None, "n": n, "refused": str(e)})
+            doc["points"].append(record(p, None, refused=str(e)))
     if built:
         pool.evaluate(built, FXP_BACKEND, ds, n, BATCH, on_done=done,
                       what=f"{ds.name} sweep ({len(built)} of {len(points)} formats)")
@@ -321,11 +322,10 @@ def sweep(model_file: str, model_sha256: str, model, ds, grid: dict, calib, cali
             fxp = built[r["label"]] if r["label"] in built else make(by_label[r["label"]].fmt)
             r["fxp_sha256"] = fxp_digest(fxp)
             r["calibration_saturations"] = fxp.provenance.get("calibration_saturations", {})
-    refused = {r["label"] for r in doc["points"] if r["accuracy"] is None}
-    if refused & {p.label for p in tuned}:
-        print(f"sweep: no QAFT at {', '.join(sorted(refused & {p.label for p in tuned}))}: the format is refused",
-              flush=True)
-        tuned = [p for p in tuned if p.label not in refused]
+    untunable = sorted({r["label"] for r in doc["points"] if r["accuracy"] is None} & {p.label for p in tuned})
+    if untunable:
+        print(f"sweep: no QAFT at {', '.join(untunable)}: the format is refused", flush=True)
+        tuned = [p for p in tuned if p.label not in untunable]
     if tuned:
         _fine_tune(doc, tuned, model, calib, calib_description, qaft, pool, ds, n, on_point)
     base_row = doc["points"][0]
@@ -343,7 +343,8 @@ RESUME_KEYS = ("model_sha256", "dataset", "split", "n", "backend", "float_backen
 
 def resumable_points(previous: dict, doc: dict, points) -> dict:
     """{label: record} of the points an earlier run of the same sweep measured (the keys of RESUME_KEYS equal; each
-    record's format the point's); its QAFT results are not kept, nor its refused points (refusing again is cheap). An earlier run of another sweep is an S4DInputError."""
+    record's format the point's); its QAFT results are not kept, nor its refused points (refusing again is cheap).
+    An earlier run of another sweep is an S4DInputError."""
     for key in RESUME_KEYS:
         if previous.get(key) != doc[key]:
             raise S4DInputError(f"--resume: the sweep in the output folder is another sweep ({key} {previous.get(key)!r}, "
