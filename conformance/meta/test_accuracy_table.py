@@ -2,6 +2,8 @@
 Markdown that keeps quoted numbers apart."""
 import copy
 
+import numpy as np
+
 import pytest
 
 from s4dconf.reference.validate import S4DInputError
@@ -89,3 +91,45 @@ def test_merge_matches_rows_by_model():
     cells = {(row_model(r), r["kind"]): r["cells"] for r in merged["rows"]}
     assert cells["paper-smnist", "float"]["lava-float"]["accuracy"] == 0.5
     assert "lava-float" not in cells["smnist", "float"] and len(merged["rows"]) == 6
+
+
+def test_lava_subset_is_a_seeded_random_subset_that_says_so(monkeypatch):
+    """A split over the Lava budget is measured on a random subset: the same samples on every run, drawn from the whole
+    split (not its first samples), in split order, labels kept with their sequences, and the note names size and seed."""
+    from s4dconf.training import accuracy
+    from s4dconf.training.datasets import load_dataset
+
+    ds = load_dataset("sdigits", "test")
+    monkeypatch.setattr(accuracy, "LAVA_MAX_STEPS", ds.length * 50)
+    sub, note = accuracy.lava_subset(ds, len(ds.y))
+    again, _ = accuracy.lava_subset(ds, len(ds.y))
+    assert len(sub.y) == 50 and np.array_equal(sub.x, again.x)
+    rows = [int(np.flatnonzero((ds.x == s).all(axis=(1, 2)) & (ds.y == y))[0]) for s, y in zip(sub.x, sub.y)]
+    assert rows == sorted(rows) and rows[-1] >= 50, "spread over the split, not its first 50 samples"
+    assert f"random subset of 50 of {len(ds.y)} test samples" in note and "default_rng(0)" in note
+    assert accuracy.is_partial("sdigits", {"n": 50, "note": note})
+    first, _ = accuracy.lava_subset(ds, 100)  # with --limit 100: drawn from those 100 samples
+    assert len(first.y) == 50 and all((first.x[i] == ds.x[:100]).all(axis=(1, 2)).any() for i in range(50))
+    monkeypatch.setattr(accuracy, "LAVA_MAX_STEPS", ds.length - 1)
+    with pytest.raises(S4DInputError, match="more than the Lava budget"):
+        accuracy.lava_subset(ds, len(ds.y))
+
+
+def test_lava_cell_over_budget_measures_the_stated_subset(monkeypatch):
+    """The table's Lava cell over the budget is a measurement on the subset lava_subset names (run in the Lava env):
+    lava-float's accuracy there equals the reference's on the same samples."""
+    from s4dconf.backends import get_backend
+    from s4dconf.training import accuracy
+    from s4dconf.training.datasets import load_dataset
+
+    av = get_backend("lava-float").availability()
+    if not av.available:
+        pytest.skip(f"lava-float not available here: {av.reason} (the Lava env runs this test)")
+    ds = load_dataset("sdigits", "test")
+    monkeypatch.setattr(accuracy, "LAVA_MAX_STEPS", ds.length * 40)
+    table = accuracy.accuracy_table(["sdigits"], backends=["lava-float"], progress=lambda _: None)
+    cell = next(r for r in table["rows"] if r["kind"] == "float")["cells"]["lava-float"]
+    sub, note = accuracy.lava_subset(ds, len(ds.y))
+    mf = accuracy.read_row_model(accuracy.MODELS_DIR / "sdigits-float.npz", "float", ds)
+    ref = accuracy.measure(get_backend("reference"), mf.model, sub)
+    assert cell["n"] == 40 and cell["note"] == note and cell["accuracy"] == ref.accuracy
