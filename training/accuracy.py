@@ -492,7 +492,12 @@ def table_markdown(table: dict) -> str:
         cells, name = [], row_label(row)
         for c in cols:
             cell = row["cells"].get(c)
-            if cell is None:
+            if cell is None and c in COLUMNS.get(row["kind"], ()):
+                # an applicable column the table's runs did not measure (a --backend run, the Lava env not merged):
+                # said, never shown as not applicable
+                cells.append("n/m " + mark(f"{name} {row['kind']} {c}: not measured in this table (`s4dconf eval "
+                                           f"--dataset {row['dataset']} --backend {c} --merge <accuracy.json>`)"))
+            elif cell is None:
                 cells.append("-")
             elif cell["accuracy"] is None:
                 # a row's own note (no model file) holds for all its cells: one footnote

@@ -45,6 +45,18 @@ def test_markdown_marks_unmeasured_cells_and_quotes():
     assert "## Quoted (not measured here)" in text and "(quoted; " in text
 
 
+def test_markdown_says_an_applicable_column_without_a_cell_was_not_measured():
+    """A row measured with --backend reference only: its lava-float cell is absent, which is "not measured", never
+    "-" (not applicable); a fixed-point row's float columns stay "-"."""
+    table = _table({"reference": {"accuracy": 0.98, "n": 360, "seconds": 0.1, "note": ""}})
+    table["rows"].append({"dataset": "sdigits", "kind": "ptq", "model_sha256": "bb" * 32,
+                          "cells": {"numpy-fxp": {"accuracy": 0.97, "n": 360, "seconds": 0.1, "note": ""}}})
+    text = table_markdown(table)
+    assert "| sdigits | float | aaaaaaaaaaaa | 98.00 % | n/m [1] |" in text
+    assert "| sdigits | ptq | bbbbbbbbbbbb | - | - |" in text
+    assert "[1] sdigits float lava-float: not measured in this table" in text
+
+
 def _cell(acc, n=10_000):
     return {"accuracy": acc, "n": n, "seconds": 1.0, "note": ""}
 

@@ -148,8 +148,11 @@ def _shipped(dataset):
     return paths
 
 
+SHIPPED = ("sdigits", "smnist", "psmnist")  # the recipes whose float, PTQ and QAFT models training/models holds
+
+
 def test_shipped_models_records_match_their_files():
-    for dataset in ("sdigits", "smnist"):
+    for dataset in SHIPPED:
         paths = _shipped(dataset)
         float_model = load_model(paths["float"])
         assert load_record(paths["float"])["params_sha256"] == params_digest(float_model)
@@ -179,14 +182,16 @@ def test_shipped_sdigits_accuracy_on_the_full_test_split():
 
 
 @pytest.mark.slow
-def test_shipped_smnist_accuracy_on_a_test_subset():
-    """The first 1,000 MNIST test digits (the full split is in reports/accuracy): float >= 97 %, PTQ within 3 points,
-    QAFT within 1 point. Needs the MNIST files (S4DCONF_DATA or ../shared/data)."""
+@pytest.mark.parametrize("dataset, target", [("smnist", 0.97), ("psmnist", 0.92)])
+def test_shipped_mnist_models_accuracy_on_a_test_subset(dataset, target):
+    """The first 1,000 MNIST test digits (the full split is in reports/accuracy): float at least the recipe's target
+    (smnist 97 %, psmnist 92 %: issue 12), PTQ within 3 points, QAFT within 1 point. Needs the MNIST files
+    (S4DCONF_DATA or ../shared/data)."""
     try:
-        acc = _accuracies("smnist", limit=1000)
+        acc = _accuracies(dataset, limit=1000)
     except DatasetNotFound as e:
         pytest.skip(f"MNIST not found: {str(e).splitlines()[0]}")
-    assert acc["float"] >= 0.97, acc
+    assert acc["float"] >= target, acc
     assert acc["ptq"] >= acc["float"] - 0.03, acc
     assert acc["qaft"] >= acc["float"] - 0.01, acc
 
