@@ -1,6 +1,6 @@
 """The precision sweep (`s4dconf sweep`, SPEC.md 18.8) in the report and as a PNG: accuracy against each swept
 format field, one panel per field, with the float accuracy, the WITHIN_POINTS band below it and the paper's format
-marked. Only measured points are drawn (a refused format, one that cannot hold the model, is in the table only)."""
+marked. A refused format (one that cannot hold the model) is a cross on the panel's floor, its reason in the table."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,6 +20,11 @@ def _line(doc: dict, field: str, qaft: bool = False) -> list[tuple]:
     return sorted(pts, key=lambda v: (isinstance(v[0], str), v[0]))
 
 
+def _refused(doc: dict, field: str) -> list:
+    """The values of `field` whose format (the others at the paper's) PTQ refused: no accuracy to draw."""
+    return [p["format"][field] for p in doc["points"] if p["varied"] == [field] and p.get("refused")]
+
+
 def sweep_plot(doc: dict, img_dir, name: str = "sweep.png") -> ReportImage:
     """One panel per grid field: accuracy (%) against the field's value (numbers on a numeric axis, names as
     categories); a horizontal line at the float accuracy, a shaded band WITHIN_POINTS below it, the paper's value
@@ -29,9 +34,11 @@ def sweep_plot(doc: dict, img_dir, name: str = "sweep.png") -> ReportImage:
     fa = 100 * doc["float_accuracy"]
     fig, axes = _panels(len(fields), 11, 3.4)
     for ax, field in zip(axes, fields):
-        line = _line(doc, field)
+        line, refused = _line(doc, field), _refused(doc, field)
         xs = [v for v, _ in line]
-        pos = list(range(len(xs))) if any(isinstance(v, str) for v in xs) else xs
+        categorical = any(isinstance(v, str) for v in xs + refused)
+        ticks = xs + [v for v in refused if v not in xs] if categorical else xs
+        pos = list(range(len(xs))) if categorical else xs
         ax.plot(pos, [a for _, a in line], "o-", color="tab:blue", label="numpy-fxp, PTQ")
         tuned = _line(doc, field, qaft=True)
         if tuned:
@@ -44,12 +51,16 @@ def sweep_plot(doc: dict, img_dir, name: str = "sweep.png") -> ReportImage:
         ax.axhline(fa, color="tab:green", lw=1.2, label=f"float ({fa:.2f} %)")
         ax.axhspan(fa - doc["within_points"], fa, color="tab:green", alpha=0.1,
                    label=f"within {doc['within_points']:g} point of float")
-        if pos is not xs:
-            ax.set_xticks(pos, [str(v) for v in xs])
+        if categorical:
+            ax.set_xticks(range(len(ticks)), [str(v) for v in ticks])
         ax.set_xlabel(field)
         ax.set_ylabel("accuracy (%)")
         lo = min((a for _, a in line), default=fa)
-        ax.set_ylim(max(0.0, min(lo, fa - 2 * doc["within_points"]) - 1), min(100.0, fa + 1))
+        floor = max(0.0, min(lo, fa - 2 * doc["within_points"]) - 1)
+        ax.set_ylim(floor, min(100.0, fa + 1))
+        if refused:
+            ax.plot([ticks.index(v) for v in refused] if categorical else refused, [floor] * len(refused), "x",
+                    ms=9, mew=2, color="tab:red", clip_on=False, label="refused: cannot hold the model (table)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
     fig.suptitle(f"Precision sweep: {doc['dataset']} ({doc['n']} test samples), one format field at a time",
@@ -60,7 +71,8 @@ def sweep_plot(doc: dict, img_dir, name: str = "sweep.png") -> ReportImage:
     return ReportImage(saved, f"Line charts, one per format field ({', '.join(fields)}): measured accuracy of the "
                               f"PTQ model with numpy-fxp against the field's value, the other fields at the paper's "
                               f"format; open squares the accuracy after QAFT where the sweep fine-tuned; a star marks the paper's value, a horizontal line the float accuracy, a "
-                              f"shaded band the {doc['within_points']:g} point below it",
+                              f"shaded band the {doc['within_points']:g} point below it; a cross on the floor a "
+                              f"format that cannot hold the model (refused, no accuracy)",
                        f"Accuracy against bits per dimension (measured), {doc['dataset']}, {doc['n']} samples.")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from s4dconf.backends import get_backend
 from s4dconf.cli import main
 from s4dconf.fixedpoint.formats import FxpFormat, read_model_file
 from s4dconf.reference.validate import S4DInputError
+from s4dconf.reports import sweep_report
 from s4dconf.reports.report import build_report
 from s4dconf.training import sweep as sw
 from s4dconf.training.accuracy import measure, shipped_model
@@ -147,7 +149,14 @@ def test_a_format_that_cannot_hold_the_model_is_a_refused_point_not_the_end(tmp_
     assert isinstance(by["frac_bits=10"]["accuracy"], float) and doc["smallest_within"]["frac_bits"]["smallest"] != 14
     assert ("| frac_bits=14 | refused | - | layer0 Re(C): max \\|value\\| = 4.174 does not fit" in
             (tmp_path / "sweep.md").read_text())  # the message's bars escaped: one table cell
-    assert (tmp_path / "sweep.png").is_file()  # the plot leaves it out
+    assert (tmp_path / "sweep.png").is_file()
+    figs = []
+    with pytest.MonkeyPatch.context() as mp:  # the plot marks it: a cross at x = 14 on the panel's floor
+        mp.setattr(sweep_report, "_save", lambda fig, d, name: figs.append(fig) or Path(d) / name)
+        sweep_report.sweep_plot(doc, tmp_path)
+    marks = [ln for ax in figs[0].axes for ln in ax.get_lines() if ln.get_label().startswith("refused")]
+    assert len(marks) == 1 and list(marks[0].get_xdata()) == [14]
+    assert marks[0].get_ydata()[0] == marks[0].axes.get_ylim()[0]
     assert sw.resumable_points(doc, doc, sw.grid_points({"frac_bits": [10, 14]}, FxpFormat(), False)).keys() == {
         "paper format", "frac_bits=10"}  # --resume refuses it again rather than keep it
 
