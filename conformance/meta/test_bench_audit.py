@@ -184,7 +184,17 @@ def test_the_lava_module_anti_caching_catches_a_content_cache():
         return cache[key]
 
     varied = _audit.varied_inputs(u.shape, 4)
-    assert _audit.inputs_anti_caching(lambda x: run_fxp(q, x), u, varied, 4)["passed"]
+    # the honest engine passes; on a loaded machine one pair of timings can be 2x apart (CI of stop 14, a training
+    # run beside it), so it gets 3 tries: the cache below is 100x apart every time
+    verdicts = []
+    for _ in range(3):
+        try:
+            verdicts.append(_audit.inputs_anti_caching(lambda x: run_fxp(q, x), u, varied, 4)["passed"])
+        except _audit.AuditError as e:
+            verdicts.append(str(e))
+        if verdicts[-1] is True:
+            break
+    assert verdicts[-1] is True, verdicts
     # the hash cannot see this cache (its answers are right): the anti-caching check does
     assert _audit.output_hash(_audit.replay(lambda x: run_fxp(q, x), [u])) == _audit.output_hash([cached(u)])
     with pytest.raises(_audit.AuditError, match="anti-caching"):
