@@ -228,6 +228,16 @@ def measure(backend, model, ds, limit: int | None = None, batch: int = 500, runn
                         {"n": head, "correct": int(right[:head].sum())})
 
 
+def measure_batch(col: str) -> int:
+    """The sequences per batch a column's cells run: LAVA_BATCH streams in one Lava network, 500 elsewhere."""
+    return LAVA_BATCH if runs_lava_simulator(col) else 500
+
+
+def over_lava_budget(col: str, n: int, length: int) -> bool:
+    """Whether a cell of n sequences of `length` steps is more than the Lava simulator's budget (lava_subset)."""
+    return runs_lava_simulator(col) and n * length > LAVA_MAX_STEPS
+
+
 def lava_subset(ds, n: int):
     """(the samples a Lava cell measures, its note) when ds's first n samples exceed the simulator's budget, n x L >
     LAVA_MAX_STEPS: a random subset of LAVA_MAX_STEPS // L of them, drawn without replacement by
@@ -238,7 +248,7 @@ def lava_subset(ds, n: int):
         raise S4DInputError(f"dataset {ds.name!r} has sequences of {ds.length} steps, more than the Lava budget of "
                             f"{LAVA_MAX_STEPS} sample-steps")
     idx = np.sort(np.random.default_rng(LAVA_SUBSET_SEED).choice(n, size=k, replace=False))
-    sub = dataclasses.replace(ds, x=ds.x[idx], y=ds.y[idx], meta={**ds.meta, "subset_of": len(ds.y),
+    sub = dataclasses.replace(ds, x=ds.x[idx], y=ds.y[idx], meta={**ds.meta, "subset_of": n,
                                                                    "subset_seed": LAVA_SUBSET_SEED})
     note = (f"random subset of {k} of {n} test samples (numpy default_rng({LAVA_SUBSET_SEED}).choice, without "
             f"replacement): {n} x {ds.length} steps exceed the Lava simulator's budget of {LAVA_MAX_STEPS} "
@@ -315,13 +325,12 @@ def accuracy_table(datasets=("sdigits",), models_dir: Path = MODELS_DIR, data_di
                 n = len(ds.y) if limit is None else min(limit, len(ds.y))
                 if not av.available:
                     cell = AccuracyCell(None, 0, note=f"not available: {av.reason}")
-                elif runs_lava_simulator(col) and n * ds.length > LAVA_MAX_STEPS:
+                elif over_lava_budget(col, n, ds.length):
                     sub, note = lava_subset(ds, n)
-                    cell = measure(b, mf.model, sub, None, batch=LAVA_BATCH, runner=runner)
+                    cell = measure(b, mf.model, sub, None, batch=measure_batch(col), runner=runner)
                     cell.note = note
                 else:
-                    cell = measure(b, mf.model, ds, limit, batch=LAVA_BATCH if runs_lava_simulator(col) else 500,
-                                   runner=runner)
+                    cell = measure(b, mf.model, ds, limit, batch=measure_batch(col), runner=runner)
                 progress(f"{model:8s} {kind:5s} {col:11s} "
                          + (f"{cell.accuracy:.4f} ({cell.n} samples, {cell.seconds} s, "
                             f"{cell.n / max(cell.seconds, 0.1):.0f} samples/s)" if cell.accuracy is not None

@@ -52,14 +52,13 @@ def test_each_cell_reproduces_on_its_first_samples(row, col):
     if not av.available:
         pytest.skip(f"{col} not available here: {av.reason}")
     ds = _split(row["dataset"])
-    if "random subset" in cell["note"]:  # a Lava cell over the simulator's budget: its samples, in order
-        ds, note = accuracy.lava_subset(ds, row["n_test"])
+    if accuracy.over_lava_budget(col, len(ds.y), ds.length):  # the cell measured lava_subset's samples
+        ds, note = accuracy.lava_subset(ds, len(ds.y))
         assert note == cell["note"], "the table's subset is not the one lava_subset draws"
     else:
         assert cell["n"] == len(ds.y), f"{_id((row, col))}: a cell of the first {cell['n']} samples"
     path = accuracy.shipped_model(accuracy.row_model(row), row["kind"])
     model = accuracy.read_row_model(path, row["kind"], _split(row["dataset"])).model
-    batch = accuracy.LAVA_BATCH if accuracy.runs_lava_simulator(col) else 500
-    again = accuracy.measure(backend, model, ds, cell["head"]["n"], batch=batch)
+    again = accuracy.measure(backend, model, ds, cell["head"]["n"], batch=accuracy.measure_batch(col))
     assert again.head == cell["head"], (f"{_id((row, col))}: {again.head['correct']} of the first "
                                         f"{again.head['n']} right now, {cell['head']['correct']} in the table")
