@@ -148,7 +148,7 @@ def _shipped(dataset):
     return paths
 
 
-SHIPPED = ("sdigits", "smnist", "psmnist")  # the recipes whose float, PTQ and QAFT models training/models holds
+SHIPPED = ("sdigits", "smnist", "psmnist", "scifar")  # the recipes whose float, PTQ and QAFT models training/models holds
 
 
 def test_shipped_models_records_match_their_files():
@@ -164,9 +164,13 @@ def test_shipped_models_records_match_their_files():
         assert fxp_digest(load_fxp(paths["qaft"])) != fxp_digest(load_fxp(paths["ptq"]))
 
 
-def _accuracies(dataset, limit=None):
+def _accuracies(dataset, limit=None, stride=1):
+    """float (reference), PTQ and QAFT (numpy-fxp) accuracy of the shipped models on the first `limit` test samples,
+    or on every `stride`-th (a split ordered by class, sCIFAR's, needs the stride to see every class)."""
     paths = _shipped(dataset)
     ds = load_dataset(dataset, "test")
+    if stride > 1:
+        ds = dataclasses.replace(ds, x=ds.x[::stride], y=ds.y[::stride])
     out = {"float": measure(get_backend("reference"), read_model_file(paths["float"]).model, ds, limit).accuracy}
     for kind in ("ptq", "qaft"):
         out[kind] = measure(get_backend("numpy-fxp"), read_model_file(paths[kind]).model, ds, limit).accuracy
@@ -194,6 +198,22 @@ def test_shipped_mnist_models_accuracy_on_a_test_subset(dataset, target):
     assert acc["float"] >= target, acc
     assert acc["ptq"] >= acc["float"] - 0.03, acc
     assert acc["qaft"] >= acc["float"] - 0.01, acc
+
+
+@pytest.mark.slow
+def test_shipped_scifar_models_accuracy_on_a_stratified_test_subset():
+    """Every 10th sCIFAR test image (1,000, 100 per class: the split is ordered by class, so its first 1,000 are all
+    airplanes). Float at least 58 %: the recipe's target is 60 % on the full split (issue 12; measured 62.69 %),
+    less 2 points for a 1,000-sample subset's spread (one standard error is 1.5 points at 60 %). PTQ within 3 points
+    of float (the paper's "1 to 3 points"), QAFT no more than 1 point below PTQ (fine-tuning must not undo PTQ).
+    Needs the CIFAR-10 files (S4DCONF_DATA or ../shared/data)."""
+    try:
+        acc = _accuracies("scifar", stride=10)
+    except DatasetNotFound as e:
+        pytest.skip(f"CIFAR-10 not found: {str(e).splitlines()[0]}")
+    assert acc["float"] >= 0.58, acc
+    assert acc["ptq"] >= acc["float"] - 0.03, acc
+    assert acc["qaft"] >= acc["ptq"] - 0.01, acc
 
 
 def test_recipes_name_their_datasets_and_configs():
